@@ -1,0 +1,370 @@
+"""The machinery every camkit method shares.
+
+:class:`BaseCAM` resolves the target layer, checks inputs, parses targets, holds the hooks for
+the duration of one call, upsamples and normalises. :class:`GradientCAM` adds the one primitive
+the gradient methods need, activations A and gradients g = ∂y^c/∂A of a batch, computed with the
+forward pass *detached at the target layer* so no graph is built (and nothing is back-propagated)
+below it. A method then overrides one thing: its channel weights or its map.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import LayerSpec, model_device, resolve_layer, suggest_layer
+
+TargetSpec = Union[None, int, Sequence[int], Tensor, Callable[[Tensor], Tensor]]
+
+#: Guard of the min-max normalisation: an all-zero (or constant) map stays all zero.
+NORMALIZE_EPS = 1e-12
+
+METHODS: dict[str, type["BaseCAM"]] = {}
+
+
+def register(name: str):
+    """Class decorator: add a method to :data:`camkit.METHODS` under ``name``."""
+    def wrap(cls):
+        if name in METHODS:
+            raise ValueError(f"method name {name!r} is registered twice")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+    return wrap
+
+
+# --------------------------------------------------------------------------- maps
+
+def normalize_maps(maps: Tensor, eps: float = NORMALIZE_EPS) -> Tensor:
+    """Min-max scale each map (last two dims) to [0, 1]: (M − min M) / max(max M − min M, eps).
+
+    A constant map (an all-zero one in particular) becomes all zero, never NaN.
+    """
+    flat = maps.flatten(-2)
+    low = flat.amin(-1, keepdim=True).unsqueeze(-1)
+    high = flat.amax(-1, keepdim=True).unsqueeze(-1)
+    return (maps - low) / (high - low).clamp_min(eps)
+
+
+def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling (align_corners=False) of (N, K, h, w) maps to (N, K, H, W)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def scale_by_max_abs(maps: Tensor, dims: int = 3, eps: float = NORMALIZE_EPS) -> Tensor:
+    """Divide each input-space map by its largest absolute value over its last ``dims`` dims."""
+    peak = maps.abs().flatten(-dims).amax(-1)
+    return maps / peak.clamp_min(eps).reshape(*peak.shape, *([1] * dims))
+
+
+# --------------------------------------------------------------------------- inputs
+
+def check_images(x: Tensor, model: nn.Module) -> Tensor:
+    """Validate a batch of images (N, C, H, W): float, finite, non-empty, on the model's device."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"x must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
+        raise ValueError(f"x must have shape (N, C, H, W), got {x.ndim}-D shape {tuple(x.shape)}{hint}")
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch (N = 0); pass at least one image")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor in [0, 1] pixel space, got {x.dtype}; "
+                        "convert with x.float() / 255")
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad:
+        raise ValueError(f"x contains {bad} NaN or Inf values; maps of such inputs are meaningless")
+    device = model_device(model)
+    if x.device != device:
+        raise ValueError(f"x is on {x.device} but the model is on {device}; move one with .to()")
+    return x
+
+
+class Targets:
+    """What to explain for each image: K class indices per image, or a callable on the logits.
+
+    ``index`` is an (N, K) long tensor, or None for "the top-1 class of each row"; ``fn`` maps
+    logits to (B,) or (B, K) scores and must act row by row. ``squeeze`` says whether the
+    caller asked for one target per image (output (N, H, W)) rather than K (output (N, K, H, W)).
+    """
+
+    def __init__(self, index: Optional[Tensor], fn: Optional[Callable[[Tensor], Tensor]], squeeze: bool):
+        self.index, self.fn, self.squeeze = index, fn, squeeze
+
+    @classmethod
+    def parse(cls, target: TargetSpec, n: int, device: torch.device) -> "Targets":
+        """Turn the ``target=`` argument of a call on ``n`` images into :class:`Targets`."""
+        if target is None:
+            return cls(None, None, True)
+        if callable(target) and not torch.is_tensor(target):
+            return cls(None, target, True)
+        if isinstance(target, bool) or (torch.is_tensor(target) and target.dtype == torch.bool):
+            raise TypeError("target must be class indices (int), not booleans")
+        if isinstance(target, int):
+            target = [target] * n
+        index = torch.as_tensor(target, device=device) if not torch.is_tensor(target) else target.to(device)
+        if index.is_floating_point() or index.is_complex():
+            raise TypeError(f"target must hold integer class indices, got dtype {index.dtype}")
+        if index.ndim == 0:
+            return cls(index.long().expand(n).reshape(n, 1), None, True)
+        if index.ndim > 2 or index.shape[0] != n:
+            raise ValueError(f"target must be an int, N = {n} ints, or an (N, K) tensor with N = {n}; "
+                             f"got shape {tuple(index.shape)}")
+        squeeze = index.ndim == 1
+        index = index.long().reshape(n, -1)
+        if index.shape[1] == 0:
+            raise ValueError("target has K = 0 classes per image; give at least one")
+        if (index < 0).any():
+            raise ValueError(f"class indices must be >= 0, got {index.min().item()}")
+        return cls(index, None, squeeze)
+
+    @property
+    def k(self) -> int:
+        """Number of targets per image (1 for top-1 and callables until evaluated)."""
+        return 1 if self.index is None else self.index.shape[1]
+
+    def scores(self, logits: Tensor, rows: Optional[slice] = None) -> Tensor:
+        """The (B, K) scores to explain, from a model output of B rows (rows ``rows`` of the batch)."""
+        if self.fn is not None:
+            scores = self.fn(logits)
+            if not torch.is_tensor(scores) or scores.ndim not in (1, 2) or scores.shape[0] != logits.shape[0]:
+                raise ValueError("a callable target must return a (B,) or (B, K) tensor of scores for B "
+                                 f"inputs (B = {logits.shape[0]}), got "
+                                 f"{tuple(scores.shape) if torch.is_tensor(scores) else type(scores).__name__}")
+            return scores.reshape(scores.shape[0], -1)
+        return logits.gather(1, self.indices(logits, rows))
+
+    def indices(self, logits: Tensor, rows: Optional[slice] = None) -> Tensor:
+        """The (B, K) class indices for a model output of B rows, checked against its class count."""
+        if self.fn is not None:
+            raise ValueError("this method explains class logits: target must be class indices, not a callable")
+        if logits.ndim != 2:
+            raise ValueError(f"the model returns shape {tuple(logits.shape)}, not (N, classes) logits; "
+                             "pass target= a callable logits -> (N,) scores")
+        if self.index is None:
+            return logits.argmax(1, keepdim=True)
+        index = self.index if rows is None else self.index[rows]
+        if index.max().item() >= logits.shape[1]:
+            raise ValueError(f"class index {index.max().item()} is out of range for a model with "
+                             f"{logits.shape[1]} outputs (allowed 0..{logits.shape[1] - 1})")
+        return index
+
+    def repeat_interleave(self, times: int) -> "Targets":
+        """Targets of a batch where each image is repeated ``times`` times consecutively."""
+        index = None if self.index is None else self.index.repeat_interleave(times, dim=0)
+        return Targets(index, self.fn, self.squeeze)
+
+
+# --------------------------------------------------------------------------- hooks
+
+class _Capture:
+    """Holds the activation recorded by the forward hook during one forward pass."""
+
+    def __init__(self, layer_name: str):
+        self.layer_name = layer_name
+        self.activation: Optional[Tensor] = None
+
+    def get(self) -> Tensor:
+        if self.activation is None:
+            raise ValueError(f"layer {self.layer_name!r} was not called during the forward pass; "
+                             "pick a layer the model actually runs")
+        return self.activation
+
+
+@contextmanager
+def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool) -> Iterator[_Capture]:
+    """Record the output A of ``layer`` during a forward pass run inside this block.
+
+    With ``detach_below=True`` the forward runs with autograd off until ``layer`` and on after it,
+    and A becomes a leaf that requires grad: ``torch.autograd.grad(score, A)`` then differentiates
+    the head only, and no graph is kept for the layers below. The hook is removed and the caller's
+    grad mode restored on exit, also when the block raises.
+    """
+    capture = _Capture(layer_name)
+    previous_grad_mode = torch.is_grad_enabled()
+
+    def hook(module, inputs, output):
+        if not torch.is_tensor(output):
+            raise ValueError(f"layer {layer_name!r} returns {type(output).__name__}, not a tensor; "
+                             "pick a layer whose output is a (N, C, h, w) feature map")
+        if capture.activation is not None:
+            raise ValueError(f"layer {layer_name!r} runs more than once per forward pass (a shared "
+                             "module); pick a layer that runs once")
+        if output.ndim != 4:
+            raise ValueError(f"layer {layer_name!r} returns shape {tuple(output.shape)}, not a spatial "
+                             "(N, C, h, w) map; pick a convolutional feature layer")
+        if not detach_below:
+            capture.activation = output
+            return None
+        capture.activation = output.detach().requires_grad_(True)
+        torch.set_grad_enabled(True)
+        return capture.activation.clone()  # a non-leaf, so in-place ops that follow are allowed
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        if detach_below:
+            torch.set_grad_enabled(False)
+        yield capture
+    finally:
+        handle.remove()
+        torch.set_grad_enabled(previous_grad_mode)
+
+
+def row_chunks(n: int, size: Optional[int]) -> Iterator[slice]:
+    """Slices covering range(n) in chunks of at most ``size`` rows (all at once for None)."""
+    size = n if size is None else size
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def check_positive_int(value, name: str, allow_none: bool = False) -> Optional[int]:
+    """Validate an integer setting such as ``steps`` or ``internal_batch_size``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- base classes
+
+class BaseCAM:
+    """Base of every method: ``maps = method(x, target)``.
+
+    Args:
+        model: a classifier whose first module takes images in [0, 1] pixel space.
+        layer: target layer as a dotted name (``"layer4"``) or a submodule; None picks
+            :func:`camkit.suggest_layer` on the first call and announces it.
+        relu: apply ReLU to the final map (each method documents its default).
+        internal_batch_size: the most input rows sent through the model at once
+            (None: the whole batch); bounds peak memory.
+
+    Calling returns float32 maps on ``x``'s device, shape (N, H, W) for one target per image or
+    (N, K, H, W) for an (N, K) target tensor, bilinearly upsampled (align_corners=False) and
+    min-max normalised per map; ``normalize=False, upsample=False`` gives the raw (N, h, w) maps.
+    Hooks exist only while a call runs.
+    """
+
+    name: str = ""
+    relu_default: bool = True
+
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, *, relu: Optional[bool] = None,
+                 internal_batch_size: Optional[int] = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.relu = self.relu_default if relu is None else bool(relu)
+        self.internal_batch_size = check_positive_int(internal_batch_size, "internal_batch_size", allow_none=True)
+        self._layer_spec = layer
+        self.layer_name: Optional[str] = None
+        self._layer: Optional[nn.Module] = None
+        if layer is not None:
+            self.layer_name, self._layer = resolve_layer(model, layer)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer={self.layer_name!r}, relu={self.relu})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None  # hooks never outlive a call; nothing to release
+
+    def target_layer(self, x: Tensor) -> nn.Module:
+        """The target layer module, suggested from ``x`` on the first call when ``layer=None``."""
+        if self._layer is None:
+            self.layer_name, self._layer = resolve_layer(self.model, suggest_layer(self.model, x[:1]))
+        return self._layer
+
+    def __call__(self, x: Tensor, target: TargetSpec = None, *, normalize: bool = True,
+                 upsample: bool = True) -> Tensor:
+        check_images(x, self.model)
+        targets = Targets.parse(target, x.shape[0], x.device)
+        if self.model.training:
+            warnings.warn("the model is in training mode: dropout and batch statistics make maps random "
+                          "and couple the images of a batch; call model.eval() first", stacklevel=2)
+        maps = self.compute(x, targets).detach().float()
+        maps = self.finish(maps, x, normalize=normalize, upsample=upsample)
+        squeeze = targets.squeeze if targets.fn is None else maps.shape[1] == 1
+        return maps[:, 0] if squeeze else maps
+
+    def compute(self, x: Tensor, targets: Targets) -> Tensor:
+        """Raw maps (N, K, h, w) at the layer's resolution. Each method implements this."""
+        raise NotImplementedError
+
+    def finish(self, maps: Tensor, x: Tensor, *, normalize: bool, upsample: bool) -> Tensor:
+        """Upsample to the input size, then min-max normalise each map."""
+        if upsample:
+            maps = upsample_maps(maps, x.shape[-2:])
+        return normalize_maps(maps) if normalize else maps
+
+    def forward_scores(self, x: Tensor, targets: Targets, rows: Optional[slice] = None) -> Tensor:
+        """The (B, K) target scores of ``x`` without gradients (used for top-1 and score deltas)."""
+        with torch.no_grad():
+            return targets.scores(self.model(x), rows)
+
+    def fix_targets(self, x: Tensor, targets: Targets) -> Targets:
+        """Replace "top-1" by the explicit top-1 classes of ``x`` (needed before perturbing x)."""
+        if targets.index is not None or targets.fn is not None:
+            return targets
+        with torch.no_grad():
+            logits = self.model(x)
+        if logits.ndim != 2:
+            raise ValueError(f"the model returns shape {tuple(logits.shape)}, not (N, classes) logits; "
+                             "pass target= a callable logits -> (N,) scores")
+        return Targets(logits.argmax(1, keepdim=True), None, targets.squeeze)
+
+
+class GradientCAM(BaseCAM):
+    """Base of the gradient methods: M = ReLU(Σ_k w_k A^k) with method-specific channel weights w_k.
+
+    Subclasses override :meth:`channel_weights` (A, g) → w, or :meth:`combine` for an element-wise map.
+    """
+
+    def activations_and_gradients(self, x: Tensor, targets: Targets,
+                                  rows: Optional[slice] = None) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward pass of ``x`` (B rows) and K backward passes from the scores to the layer.
+
+        Returns A (B, C, h, w), g = ∂y^c/∂A (B, K, C, h, w) and the scores y (B, K), all detached.
+        ``rows`` selects the rows of ``targets`` that ``x`` corresponds to.
+        """
+        layer = self.target_layer(x)
+        with capture_activation(layer, self.layer_name, detach_below=True) as capture:
+            logits = self.model(x)
+            activation = capture.get()
+            scores = targets.scores(logits, rows)
+            if not scores.requires_grad:
+                raise ValueError(f"the model's output does not depend on layer {self.layer_name!r}; "
+                                 "pick a layer on the path to the output")
+            grads = []
+            for k in range(scores.shape[1]):
+                (g,) = torch.autograd.grad(scores[:, k].sum(), activation, retain_graph=k + 1 < scores.shape[1],
+                                           allow_unused=True)
+                if g is None:
+                    raise ValueError(f"the model's output does not depend on layer {self.layer_name!r}; "
+                                     "pick a layer on the path to the output")
+                grads.append(g)
+        return activation.detach(), torch.stack(grads, 1), scores.detach()
+
+    def compute(self, x: Tensor, targets: Targets) -> Tensor:
+        maps = []
+        for rows in row_chunks(x.shape[0], self.internal_batch_size):
+            activation, grads, _ = self.activations_and_gradients(x[rows], targets, rows)
+            maps.append(self.combine(activation.float(), grads.float()))
+        return torch.cat(maps)
+
+    def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
+        """Map (B, K, h, w) from A (B, C, h, w) and g (B, K, C, h, w): ReLU(Σ_k w_k A^k)."""
+        weights = self.channel_weights(activation, grads)
+        maps = torch.einsum("bkc,bchw->bkhw", weights, activation)
+        return maps.relu() if self.relu else maps
+
+    def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
+        """Channel weights w (B, K, C). Each weighted-sum method implements this."""
+        raise NotImplementedError

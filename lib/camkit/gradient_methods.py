@@ -1,0 +1,99 @@
+"""Single-pass gradient CAMs: Grad-CAM, Grad-CAM++, XGrad-CAM, Layer-CAM, HiResCAM.
+
+Notation (the same as the notebooks): A^k_ij is channel k of the target layer at position (i, j),
+g^k_ij = ∂y^c/∂A^k_ij the gradient of the class score y^c (the logit, before softmax), Z = h·w.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .core import GradientCAM, register
+
+
+@register("gradcam")
+class GradCAM(GradientCAM):
+    r"""Grad-CAM (Selvaraju et al., ICCV 2017, https://arxiv.org/abs/1610.02391).
+
+    .. math:: \alpha_k = \frac{1}{Z}\sum_{ij} g^k_{ij}, \qquad M = \mathrm{ReLU}\Big(\sum_k \alpha_k A^k\Big)
+
+    >>> cam = GradCAM(model, layer="layer4")
+    >>> maps = cam(x)            # (N, H, W) in [0, 1]
+    """
+
+    def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
+        return grads.mean(dim=(-2, -1))
+
+
+@register("gradcam++")
+class GradCAMPlusPlus(GradientCAM):
+    r"""Grad-CAM++ (Chattopadhay et al., WACV 2018, https://arxiv.org/abs/1710.11063), Eq. 19.
+
+    With the exponential trick (the explained score is Y = exp(S), S the logit) the second and
+    third derivatives of Y become powers of the first-order gradient g = ∂S/∂A:
+
+    .. math:: \alpha^k_{ij} = \frac{(g^k_{ij})^2}{2 (g^k_{ij})^2 + \sum_{ab} A^k_{ab}\,(g^k_{ij})^3},
+              \qquad w_k = \sum_{ij} \alpha^k_{ij}\,\mathrm{ReLU}(g^k_{ij}),
+              \qquad M = \mathrm{ReLU}\Big(\sum_k w_k A^k\Big)
+
+    α = 0 where g = 0 (and where the denominator vanishes). The common factor exp(S) of
+    ∂Y/∂A is dropped: it is positive and one number per map, so it cancels in normalisation.
+    """
+
+    def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
+        return (gradcampp_alpha(activation, grads) * grads.relu()).sum(dim=(-2, -1))
+
+
+def gradcampp_alpha(activation: Tensor, grads: Tensor) -> Tensor:
+    """Grad-CAM++ coefficients α (B, K, C, h, w) of Eq. 19 from A (B, C, h, w) and g (B, K, C, h, w)."""
+    total = activation.sum(dim=(-2, -1), keepdim=True).unsqueeze(1)
+    g2 = grads.pow(2)
+    denominator = 2 * g2 + total * grads.pow(3)
+    usable = (grads != 0) & (denominator != 0)
+    return torch.where(usable, g2 / torch.where(usable, denominator, torch.ones_like(denominator)),
+                       torch.zeros_like(g2))
+
+
+@register("xgradcam")
+class XGradCAM(GradientCAM):
+    r"""XGrad-CAM (Fu et al., BMVC 2020, https://arxiv.org/abs/2008.02312).
+
+    .. math:: w_k = \sum_{ij} \frac{A^k_{ij}}{\sum_{ab} A^k_{ab}}\, g^k_{ij},
+              \qquad M = \mathrm{ReLU}\Big(\sum_k w_k A^k\Big)
+
+    A channel whose activations sum to zero gets weight 0.
+    """
+
+    def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
+        total = activation.sum(dim=(-2, -1), keepdim=True)
+        share = torch.where(total != 0, activation / torch.where(total != 0, total, torch.ones_like(total)),
+                            torch.zeros_like(activation))
+        return (share.unsqueeze(1) * grads).sum(dim=(-2, -1))
+
+
+@register("layercam")
+class LayerCAM(GradientCAM):
+    r"""Layer-CAM (Jiang et al., IEEE TIP 2021): positive gradients weight each position.
+
+    .. math:: M = \mathrm{ReLU}\Big(\sum_k \mathrm{ReLU}(g^k) \odot A^k\Big)
+    """
+
+    def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
+        maps = (grads.relu() * activation.unsqueeze(1)).sum(dim=2)
+        return maps.relu() if self.relu else maps
+
+
+@register("hirescam")
+class HiResCAM(GradientCAM):
+    r"""HiResCAM (Draelos & Carin 2020, https://arxiv.org/abs/2011.08891): element-wise g ⊙ A.
+
+    .. math:: M = \sum_k g^k \odot A^k
+
+    Without ReLU the map is signed and sums to the first-order change of y^c (its Σ_ij equals
+    Z · Σ_k α_k Σ_ij A^k only for GAP heads). ``relu=True`` (default, as in pytorch-grad-cam)
+    keeps the positive evidence; pass ``relu=False`` for the signed map.
+    """
+
+    def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
+        maps = (grads * activation.unsqueeze(1)).sum(dim=2)
+        return maps.relu() if self.relu else maps
