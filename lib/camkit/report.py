@@ -1,0 +1,112 @@
+"""Small helpers the report's notebooks share: devices, parameter checks, result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+
+PROFILES = ("default", "cpu", "full")
+
+
+def default_device(device: Optional[str] = None) -> torch.device:
+    """``device`` if given ("cpu", "cuda", "cuda:1", or "auto"/None), else CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    return resolved
+
+
+def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    """Validate a notebook's papermill parameters against ``spec`` and fail at the top of the notebook.
+
+    ``spec`` maps a name to a type (or tuple of types), or to a tuple/list/set of allowed values
+    wrapped as ``{"choices": [...]}``, or to ``{"type": t, "min": lo, "max": hi}``.
+    The ``profile`` parameter must be one of :data:`PROFILES`; ``profile="full"`` needs a GPU
+    and stops at once without one.
+    """
+    for name, rule in spec.items():
+        if name not in values:
+            raise ValueError(f"parameter {name!r} is missing")
+        value = values[name]
+        if isinstance(rule, dict) and "choices" in rule:
+            allowed = rule["choices"]
+            items = value if isinstance(value, (list, tuple)) and rule.get("many") else [value]
+            bad = [v for v in items if v not in allowed]
+            if bad:
+                raise ValueError(f"parameter {name}={value!r} is not allowed; choose from {list(allowed)}")
+            continue
+        kind = rule["type"] if isinstance(rule, dict) else rule
+        if isinstance(value, bool) and kind in (int, float):
+            raise TypeError(f"parameter {name} must be {kind.__name__}, got bool {value!r}")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise TypeError(f"parameter {name} must be {expected}, got {type(value).__name__} {value!r}")
+        if isinstance(rule, dict):
+            if "min" in rule and value < rule["min"]:
+                raise ValueError(f"parameter {name}={value!r} must be >= {rule['min']}")
+            if "max" in rule and value > rule["max"]:
+                raise ValueError(f"parameter {name}={value!r} must be <= {rule['max']}")
+    profile = values.get("profile", "default")
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is unknown; choose from {list(PROFILES)}")
+    if profile == "full" and not torch.cuda.is_available():
+        raise RuntimeError("profile 'full' is paper scale and needs a CUDA GPU; none is available here. "
+                           "Run PROFILE=cpu (about 2 h on a laptop CPU) or PROFILE=default instead.")
+
+
+def repo_root() -> Path:
+    """The report's root folder (the one holding ``results/``), found from the working directory."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def save_results(notebook: str, profile: str, data: Mapping[str, Any], root: Optional[Path] = None) -> Path:
+    """Write ``data`` plus provenance to ``results/<profile>/<notebook>.json``; returns the path."""
+    folder = (root or repo_root()) / "results" / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"notebook": notebook, "profile": profile,
+               "torch": torch.__version__, "python": platform.python_version(),
+               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+               "written": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+               **data}
+    path = folder / f"{notebook}.json"
+    path.write_text(json.dumps(payload, indent=1, sort_keys=False, default=_jsonable) + "\n")
+    return path
+
+
+def load_results(notebook: str, profiles: Sequence[str] = ("cpu", "default"),
+                 root: Optional[Path] = None) -> dict:
+    """Read the first existing ``results/<profile>/<notebook>.json`` in ``profiles`` order."""
+    for profile in profiles:
+        path = (root or repo_root()) / "results" / profile / f"{notebook}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"no results for {notebook!r} under results/{{{','.join(profiles)}}}/; "
+                            "run that notebook first (make report)")
+
+
+def _jsonable(value: Any):
+    if torch.is_tensor(value):
+        return value.detach().cpu().tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def set_threads(n: Optional[int] = None) -> int:
+    """Fix torch's CPU threads (default: the CPU count) so timings are comparable; returns it."""
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,54 @@
+"""camkit.report: parameter checks fail clearly, results round-trip with provenance."""
+import pytest
+import torch
+
+from camkit import report
+
+SPEC = {"steps": {"type": int, "min": 1}, "sigma": float, "method": {"choices": ["gradcam", "cam"]},
+        "profile": {"choices": list(report.PROFILES)}}
+
+
+def good(**changes):
+    return {"steps": 4, "sigma": 0.1, "method": "cam", "profile": "default", **changes}
+
+
+def test_valid_parameters_pass_and_ints_count_as_floats():
+    report.check_parameters(good(sigma=1), SPEC)
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    ({"steps": "4"}, TypeError, "steps must be int"),
+    ({"steps": 0}, ValueError, ">= 1"),
+    ({"steps": True}, TypeError, "bool"),
+    ({"method": "gradcam+"}, ValueError, r"choose from \['gradcam', 'cam'\]"),
+    ({"profile": "huge"}, ValueError, "choose from"),
+])
+def test_bad_parameters_fail_with_clear_messages(changes, error, match):
+    with pytest.raises(error, match=match):
+        report.check_parameters(good(**changes), SPEC)
+
+
+def test_missing_parameter_and_full_profile_without_gpu():
+    with pytest.raises(ValueError, match="missing"):
+        report.check_parameters({"steps": 1}, SPEC)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            report.check_parameters(good(profile="full"), SPEC)
+
+
+def test_results_round_trip(tmp_path):
+    path = report.save_results("99_test", "default", {"score": torch.tensor([0.5, 0.25])}, root=tmp_path)
+    assert path == tmp_path / "results" / "default" / "99_test.json"
+    loaded = report.load_results("99_test", root=tmp_path)
+    assert loaded["score"] == [0.5, 0.25] and loaded["profile"] == "default" and "torch" in loaded
+    with pytest.raises(FileNotFoundError, match="run that notebook"):
+        report.load_results("98_missing", root=tmp_path)
+
+
+def test_default_device():
+    assert report.default_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert report.default_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            report.default_device("cuda")

@@ -1,0 +1,160 @@
+"""Build the HTML report: run every notebook with papermill, render with nbconvert, add an API page.
+
+    python tools/build_report.py --profile default        # what `make report` runs
+    python tools/build_report.py --profile cpu --only 11_faithfulness
+
+Parameters per profile come from notebooks/profiles.yaml (`default` = the notebooks' own
+parameters cells). Executed notebooks go to build/notebooks/<profile>/, the HTML report to
+build/report/ (build/report-<profile>/ for other profiles). A notebook whose executed copy is
+newer than its inputs (the notebook, profiles.yaml and lib/camkit) is skipped. A failure names the
+notebook and cell, keeps the previous report and the previous executed copies, and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PROFILES_FILE = NOTEBOOKS / "profiles.yaml"
+
+
+def notebook_list() -> list[Path]:
+    """Report chapters in order: notebooks/NN_*.ipynb, then the assignment masters."""
+    chapters = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return chapters + sorted((NOTEBOOKS / "assignments" / "master").glob("*.ipynb"))
+
+
+def load_profile(name: str) -> dict:
+    """The parameter overrides of profile ``name``: {"all": {...}, "<notebook stem>": {...}}."""
+    import yaml
+
+    profiles = yaml.safe_load(PROFILES_FILE.read_text()) or {}
+    if name not in profiles:
+        raise SystemExit(f"unknown profile {name!r}; profiles.yaml defines {sorted(profiles)}")
+    return profiles[name] or {}
+
+
+def parameters_for(notebook: Path, profile: str, overrides: dict) -> dict:
+    """Merge the profile's overrides for ``notebook``, refusing names its parameters cell lacks."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    params = {**overrides.get("all", {}), **overrides.get(notebook.stem, {})}
+    if profile != "default" and "profile" in declared:
+        params.setdefault("profile", profile)
+    unknown = sorted(set(params) - set(declared))
+    if unknown and notebook.stem in overrides:
+        raise SystemExit(f"profiles.yaml[{profile}][{notebook.stem}] sets unknown parameters {unknown}; "
+                         f"{notebook.name} declares {sorted(declared)}")
+    return {k: v for k, v in params.items() if k in declared}
+
+
+def is_fresh(output: Path, inputs: list[Path]) -> bool:
+    """True when ``output`` exists and is newer than every input file."""
+    if not output.exists():
+        return False
+    newest = max(p.stat().st_mtime for p in inputs if p.exists())
+    return output.stat().st_mtime > newest
+
+
+def execute(notebook: Path, output: Path, params: dict) -> float:
+    """Run ``notebook`` with papermill into ``output`` (atomically); returns seconds taken."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        partial = Path(tmp) / output.name
+        try:
+            papermill.execute_notebook(str(notebook), str(partial), parameters=params,
+                                       cwd=str(notebook.parent), progress_bar=False, kernel_name="python3")
+        except papermill.PapermillExecutionError as error:
+            failed = output.with_suffix(".failed.ipynb")
+            shutil.copy(partial, failed)
+            raise SystemExit(f"\nFAILED: {notebook.relative_to(ROOT)} at cell {error.exec_count} "
+                             f"({error.ename}: {error.evalue})\nExecuted copy with the traceback: "
+                             f"{failed.relative_to(ROOT)}\nThe previous report is left as it was.")
+        shutil.move(str(partial), output)
+    return time.time() - start
+
+
+def title_of(notebook: Path) -> str:
+    """The first Markdown heading of a notebook, or its file name."""
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").strip()
+    return notebook.stem
+
+
+def render(executed: list[Path], report: Path, profile: str) -> None:
+    """HTML for each executed notebook, an index with a table of contents, and the API page."""
+    import nbformat
+    import pdoc
+    from nbconvert import HTMLExporter
+
+    staging = Path(tempfile.mkdtemp(prefix="report-", dir=report.parent))
+    exporter = HTMLExporter(template_name="lab")
+    rows = []
+    for notebook in executed:
+        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+        (staging / f"{notebook.stem}.html").write_text(body)
+        rows.append(f'<li><a href="{notebook.stem}.html">{html.escape(notebook.stem)}</a> — '
+                    f"{html.escape(title_of(notebook))}</li>")
+    pdoc.render.configure(docformat="google")
+    pdoc.pdoc("camkit", output_directory=staging / "api")
+    (staging / "index.html").write_text(f"""<!doctype html><html><head><meta charset="utf-8">
+<title>camkit report ({profile})</title>
+<style>body{{font-family:sans-serif;max-width:52em;margin:2em auto;line-height:1.5}}</style></head><body>
+<h1>camkit: gradient-weighted class activation maps</h1>
+<p>Profile <code>{html.escape(profile)}</code>, built {time.strftime('%Y-%m-%d %H:%M')}.
+Chapters in reading order (0x theory, 1x experiments, 2x performance and reproduction).</p>
+<ol>{''.join(rows)}</ol>
+<p><a href="api/camkit.html">API reference</a> (from the docstrings).</p></body></html>
+""")
+    if report.exists():
+        shutil.rmtree(report)
+    staging.rename(report)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
+    parser.add_argument("--force", action="store_true", help="rerun notebooks even when up to date")
+    args = parser.parse_args()
+
+    overrides = load_profile(args.profile)
+    out_dir = ROOT / "build" / "notebooks" / args.profile
+    library = list((ROOT / "lib" / "camkit").rglob("*.py"))
+    executed = []
+    for notebook in notebook_list():
+        output = out_dir / notebook.name
+        executed.append(output)
+        if args.only and notebook.stem not in args.only:
+            continue
+        params = parameters_for(notebook, args.profile, overrides)
+        if not args.force and is_fresh(output, [notebook, PROFILES_FILE, *library]):
+            print(f"  up to date  {notebook.name}")
+            continue
+        print(f"  running     {notebook.name} {params or ''}", flush=True)
+        print(f"  done        {notebook.name} in {execute(notebook, output, params):.0f} s", flush=True)
+    missing = [p for p in executed if not p.exists()]
+    if missing:
+        raise SystemExit(f"cannot render: {len(missing)} notebooks have not run yet ({missing[0].name}, ...)")
+    report = ROOT / "build" / ("report" if args.profile == "default" else f"report-{args.profile}")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    render(executed, report, args.profile)
+    print(f"report: {(report / 'index.html').relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
