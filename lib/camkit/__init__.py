@@ -11,7 +11,7 @@ from .gradient_methods import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGra
 from .guided import GuidedBackprop, GuidedGradCAM, guided_relus
 from .layers import LayerChoice, resolve_layer, suggest_layer
 from .transforms import Normalize, denormalize
-from . import report, viz  # noqa: E402  (submodules used by every notebook)
+from . import metrics, report, viz  # noqa: E402  (submodules used by every notebook)
 
 __version__ = "0.1.0"
 
@@ -19,5 +19,5 @@ __all__ = [
     "METHODS", "BaseCAM", "GradientCAM", "Targets", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM",
     "LayerCAM", "HiResCAM", "GuidedBackprop", "GuidedGradCAM", "Normalize", "denormalize",
     "suggest_layer", "resolve_layer", "LayerChoice", "normalize_maps", "upsample_maps",
-    "gradcampp_alpha", "guided_relus", "report", "viz",
+    "gradcampp_alpha", "guided_relus", "metrics", "report", "viz",
 ]

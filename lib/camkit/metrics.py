@@ -1,0 +1,699 @@
+r"""Faithfulness, localization and sanity metrics for class activation maps, batched on the device.
+
+Every metric takes images x (N, C, H, W) in [0, 1] pixel space (black = 0) on the model's device
+and maps E (N, H, W) on the same device, as camkit's methods return them (upsampled to H × W and
+min-max normalised to [0, 1]). Work stays on that device; long loops show a tqdm bar
+(``progress=False`` hides it) and send at most ``batch_size`` inputs through the model at once.
+
+Notation: c is the target class of an image (``target=None``: the model's top-1 class on x),
+f_c(x) its score. The model returns logits; ``score="prob"`` scores with the softmax probability
+p_c(x) (as Grad-CAM++, the IISc report and RISE do), ``score="logit"`` with the logit.
+
+>>> maps = camkit.GradCAM(model, "layer4")(x)
+>>> conf = metrics.keep_confidence(model, x, maps)
+>>> metrics.average_drop(conf), metrics.increase_in_confidence(conf)
+>>> metrics.deletion(model, x, maps).auc
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .core import Targets, TargetSpec, capture_activation, check_images, check_positive_int, row_chunks
+from .layers import LayerSpec, model_device, resolve_layer
+
+Score = Literal["prob", "logit"]
+Baseline = Union[str, float, Tensor]
+#: Regions of a batch: (N, H, W) bool masks, (N, 4) or (N, K, 4) boxes, or a list of N items
+#: (an (H, W) bool mask, one box, or several boxes as a list / (K, 4) tensor). Boxes are
+#: (x0, y0, x1, y1) in pixels; pixel (i, j) is inside when its centre (j + ½, i + ½) lies in
+#: [x0, x1) × [y0, y1), so integer boxes cover ``mask[y0:y1, x0:x1]``.
+Regions = Union[Tensor, Sequence]
+Explainer = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+__all__ = [
+    "Confidence", "Curve", "Randomization", "keep_confidence", "remove_confidence", "average_drop",
+    "increase_in_confidence", "win", "insertion", "deletion", "infidelity", "region_masks",
+    "pointing_game", "energy_pointing_game", "bbox_score", "spearman", "ssim", "model_randomization",
+    "saturation_curve", "blur",
+]
+
+
+class Confidence(NamedTuple):
+    """Scores of the target classes before (Y = f_c(x)) and after (O = f_c(x̃)) a perturbation, (N,) each."""
+    before: Tensor
+    after: Tensor
+    classes: Tensor
+
+
+class Curve(NamedTuple):
+    """A curve per image: abscissae x (S,), values y (N, S) and the trapezoid area under y, auc (N,)."""
+    x: Tensor
+    y: Tensor
+    auc: Tensor
+
+
+class Randomization(NamedTuple):
+    """Similarity of the maps of a progressively randomised model to the original maps, (L, N) each."""
+    layers: list[str]
+    spearman: Tensor
+    ssim: Tensor
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+def _check_maps(maps: Tensor, n: int, size: Sequence[int], device: torch.device, *, unit: bool = False,
+                name: str = "maps") -> Tensor:
+    """Validate (N, H, W) maps: finite, non-negative (at most 1 when ``unit``), on ``device``; float32."""
+    if not torch.is_tensor(maps):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, H, W), got {type(maps).__name__}")
+    expected = (n, *size)
+    if tuple(maps.shape) != expected:
+        hint = ""
+        if maps.ndim == 4 and maps.shape[1] == 1:
+            hint = " (drop the channel dimension with maps[:, 0])"
+        elif maps.ndim == 3 and maps.shape[0] == n:
+            hint = " (upsample to the image size first: camkit.upsample_maps or the method's upsample=True)"
+        raise ValueError(f"{name} must have shape (N, H, W) = {expected}, got {tuple(maps.shape)}{hint}")
+    if maps.device != device:
+        raise ValueError(f"{name} are on {maps.device} but the images/model are on {device}; move one with .to()")
+    maps = maps.detach().float()
+    if not torch.isfinite(maps).all():
+        raise ValueError(f"{name} contain NaN or Inf values")
+    if (maps < 0).any():
+        raise ValueError(f"{name} must be non-negative (min {maps.min().item():.3g}); "
+                         "use relu=True or camkit.normalize_maps")
+    if unit and (maps > 1 + 1e-6).any():
+        raise ValueError(f"{name} must lie in [0, 1] (max {maps.max().item():.3g}); scale them with "
+                         "camkit.normalize_maps first")
+    return maps
+
+
+def _check_model_input(model: nn.Module, x: Tensor) -> None:
+    """Images valid and on the model's device; warn when dropout / batch statistics make scores random."""
+    check_images(x, model)
+    if model.training:
+        warnings.warn("the model is in training mode: dropout and batch statistics make the metric random; "
+                      "call model.eval() first", stacklevel=3)
+
+
+def _check_score(score: str) -> str:
+    if score not in ("prob", "logit"):
+        raise ValueError(f"score must be 'prob' (softmax probability) or 'logit', got {score!r}")
+    return score
+
+
+def _target_scores(logits: Tensor, classes: Tensor, score: str) -> Tensor:
+    """f_c: the (B,) softmax probabilities or logits of ``classes`` from (B, classes) logits."""
+    if logits.ndim != 2:
+        raise ValueError(f"the model returns shape {tuple(logits.shape)}, not (N, classes) logits")
+    if score == "prob":
+        logits = logits.float().softmax(1)
+    return logits.gather(1, classes[:, None])[:, 0].float()
+
+
+def _batched(fn: Callable[[Tensor], Tensor], n: int, device: torch.device, batch_size: Optional[int],
+             progress: bool, desc: str) -> Tensor:
+    """cat([fn(idx) for chunks idx of arange(n)]) without autograd: each chunk is one model batch."""
+    chunks = list(row_chunks(n, batch_size))
+    with torch.no_grad():
+        return torch.cat([fn(torch.arange(rows.start, rows.stop, device=device))
+                          for rows in tqdm(chunks, desc=desc, leave=False, disable=not progress or len(chunks) < 2)])
+
+
+def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec, score: str,
+             batch_size: Optional[int], progress: bool, *, unit: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Check the inputs; return maps (N, H, W) float32, classes c (N,) and clean scores f_c(x) (N,)."""
+    _check_model_input(model, x)
+    _check_score(score)
+    check_positive_int(batch_size, "batch_size", allow_none=True)
+    maps = _check_maps(maps, x.shape[0], x.shape[-2:], x.device, unit=unit)
+    targets = Targets.parse(target, x.shape[0], x.device)
+    if targets.fn is not None or targets.k != 1:
+        raise ValueError("metrics need one class index per image: target=None (top-1), an int, or N ints")
+    logits = _batched(lambda i: model(x[i]), x.shape[0], x.device, batch_size, progress, "clean")
+    classes = targets.indices(logits)[:, 0]
+    return maps, classes, _target_scores(logits, classes, score)
+
+
+def _pixel_rank(maps: Tensor) -> Tensor:
+    """Rank (N, H·W) of each pixel when sorted by decreasing map value; ties go in raster order.
+
+    The tie rule (a stable sort) makes every ranking metric defined for constant maps: the pixels
+    are then taken row by row from the top-left corner.
+    """
+    flat = maps.flatten(1)
+    order = flat.sort(dim=1, descending=True, stable=True).indices
+    positions = torch.arange(flat.shape[1], device=flat.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
+
+
+def _replace_top(rank: Tensor, counts: Tensor, top: Tensor, rest: Tensor) -> Tensor:
+    """Images (B, C, H, W) with the ``counts`` (B,) best-ranked pixels from ``top``, the rest from ``rest``."""
+    mask = (rank < counts[:, None]).reshape(rank.shape[0], 1, *top.shape[-2:])
+    return torch.where(mask, top, rest)
+
+
+def _gaussian_kernel(size: int, sigma: float, device: torch.device) -> Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (centred), as torchvision's gaussian_blur builds it."""
+    t = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _separable_conv(z: Tensor, kernel: Tensor, padding: str) -> Tensor:
+    """Convolve each channel of (B, C, H, W) with the outer product of a 1-D kernel.
+
+    ``padding="replicate"`` keeps the size (edge pixels repeated), ``"valid"`` crops the border.
+    """
+    c, r = z.shape[1], kernel.numel() // 2
+    if padding == "replicate":
+        z = F.pad(z, (r, r, r, r), mode="replicate")
+    z = F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+
+
+def blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
+    """Gaussian blur of (N, C, H, W) images, the canvas of RISE's insertion metric (kernel 11, σ 5).
+
+    The kernel is the normalised 2-D Gaussian; the border is padded by edge replication so the
+    canvas keeps its brightness (RISE zero-pads, which darkens the borders). Away from the border
+    (5 pixels) this equals ``torchvision.transforms.functional.gaussian_blur(x, 11, 5.0)``.
+    """
+    check_positive_int(kernel_size, "kernel_size")
+    if kernel_size % 2 == 0 or sigma <= 0:
+        raise ValueError(f"blur needs an odd kernel_size and sigma > 0, got {kernel_size} and {sigma}")
+    return _separable_conv(x, _gaussian_kernel(kernel_size, sigma, x.device), "replicate")
+
+
+def _baseline_image(x: Tensor, baseline: Baseline) -> Tensor:
+    """The image that replaces removed pixels: 'zero' (black), 'mean' (per image and channel), 'blur',
+    a number, or a tensor broadcastable to x."""
+    if isinstance(baseline, str):
+        if baseline == "zero":
+            return torch.zeros_like(x)
+        if baseline == "mean":
+            return x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
+        if baseline == "blur":
+            return blur(x)
+        raise ValueError(f"baseline must be 'zero', 'mean', 'blur', a number or a tensor, got {baseline!r}")
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(x, float(baseline))
+    if torch.is_tensor(baseline):
+        try:
+            return torch.broadcast_to(baseline.to(x.device, x.dtype), x.shape)
+        except RuntimeError:
+            raise ValueError(f"a baseline tensor must broadcast to the images {tuple(x.shape)}, "
+                             f"got {tuple(baseline.shape)}") from None
+    raise TypeError(f"baseline must be a string, a number or a tensor, got {type(baseline).__name__}")
+
+
+# --------------------------------------------------------------------------- confidence change
+
+def keep_confidence(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
+                    score: Score = "prob", batch_size: Optional[int] = 64,
+                    progress: bool = True) -> Confidence:
+    r"""Score of the target class on the explained region only, x ⊙ E ("multiply the image by the CAM").
+
+    .. math:: Y = f_c(x), \qquad O = f_c(x \odot E)
+
+    the first method of the IISc report and the input of Average Drop / Increase in Confidence
+    (Chattopadhay et al., Grad-CAM++, WACV 2018, https://arxiv.org/abs/1710.11063, Sec. 4.1).
+    E (N, H, W) must lie in [0, 1] and is broadcast over the channels; f_c is the softmax
+    probability by default (``score="logit"`` for the logit).
+
+    >>> conf = keep_confidence(model, x, camkit.GradCAM(model, "layer4")(x))
+    >>> average_drop(conf)
+    """
+    maps, classes, before = _prepare(model, x, maps, target, score, batch_size, progress, unit=True)
+    after = _batched(lambda i: _target_scores(model(x[i] * maps[i, None]), classes[i], score),
+                     x.shape[0], x.device, batch_size, progress, "keep")
+    return Confidence(before, after, classes)
+
+
+def remove_confidence(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
+                      p: float = 25.0, baseline: Baseline = "zero", score: Score = "prob",
+                      batch_size: Optional[int] = 64, progress: bool = True) -> Confidence:
+    r"""Score of the target class after removing the top-p % most important pixels (IISc report, method 2).
+
+    .. math:: O = f_c\big(x \odot (1 - T_p) + b \odot T_p\big), \qquad T_p = [\,\mathrm{rank}_E(i) < \mathrm{round}(p \cdot HW / 100)\,]
+
+    where rank_E orders the pixels by decreasing E (ties in raster order) and b is the baseline:
+    ``"zero"`` (black), ``"mean"`` (each image's channel means), ``"blur"`` (:func:`blur`), a number
+    or a tensor. A faithful map makes O drop. p must lie in (0, 100).
+    """
+    if not 0 < p < 100:
+        raise ValueError(f"p is a percentage of pixels and must lie in (0, 100), got {p}")
+    maps, classes, before = _prepare(model, x, maps, target, score, batch_size, progress)
+    rank = _pixel_rank(maps)
+    count = torch.full((x.shape[0],), round(p * rank.shape[1] / 100), device=x.device)
+    removed = _replace_top(rank, count, _baseline_image(x, baseline), x)
+    after = _batched(lambda i: _target_scores(model(removed[i]), classes[i], score),
+                     x.shape[0], x.device, batch_size, progress, "remove")
+    return Confidence(before, after, classes)
+
+
+def average_drop(conf: Confidence) -> Tensor:
+    r"""Average Drop % (Chattopadhay et al., Grad-CAM++, Eq. 20): lower is better.
+
+    .. math:: \mathrm{AD} = \frac{100}{N} \sum_i \frac{\max(0,\, Y_i - O_i)}{Y_i}
+
+    with Y, O from :func:`keep_confidence` (softmax probabilities, so Y > 0).
+    """
+    if (conf.before <= 0).any():
+        raise ValueError("Average Drop divides by Y and needs positive scores; use score='prob'")
+    return 100 * ((conf.before - conf.after).clamp_min(0) / conf.before).mean()
+
+
+def increase_in_confidence(conf: Confidence) -> Tensor:
+    r"""Increase in Confidence % (Chattopadhay et al., Grad-CAM++, Sec. 4.1.2): 100 · mean(O > Y); higher is better."""
+    return 100 * (conf.after > conf.before).float().mean()
+
+
+def win(a: Confidence, b: Confidence) -> Tensor:
+    r"""Win % of method A over method B (Grad-CAM++, Sec. 4.1.3): share of images where A's O is higher.
+
+    .. math:: \mathrm{Win}_{A/B} = \frac{100}{N} \sum_i \big([O^A_i > O^B_i] + \tfrac12 [O^A_i = O^B_i]\big)
+
+    Ties count half, so Win_{A/B} + Win_{B/A} = 100. Both must score the same images and classes.
+    """
+    if a.after.shape != b.after.shape or not torch.equal(a.classes, b.classes):
+        raise ValueError("win compares two methods on the same images and target classes; got batches of "
+                         f"{a.after.shape[0]} and {b.after.shape[0]} or different classes")
+    return 100 * ((a.after > b.after).float() + 0.5 * (a.after == b.after).float()).mean()
+
+
+# --------------------------------------------------------------------------- insertion / deletion
+
+def _pixel_path_curve(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec, canvas: Baseline,
+                      insert: bool, n_steps: int, score: str, batch_size: Optional[int], progress: bool) -> Curve:
+    """Scores along the path that moves the best-ranked pixels from x onto a canvas (or the reverse)."""
+    check_positive_int(n_steps, "n_steps")
+    maps, classes, _ = _prepare(model, x, maps, target, score, batch_size, progress)
+    rank = _pixel_rank(maps)
+    background = _baseline_image(x, canvas)
+    top, rest = (x, background) if insert else (background, x)
+    points = n_steps + 1
+    pixels = rank.shape[1]
+
+    def scores(j: Tensor) -> Tensor:
+        i, k = j // points, j % points
+        counts = (k * pixels) // n_steps  # n_k = ⌊k·HW / n_steps⌋ pixels changed at step k
+        return _target_scores(model(_replace_top(rank[i], counts, top[i], rest[i])), classes[i], score)
+
+    y = _batched(scores, x.shape[0] * points, x.device, batch_size, progress,
+                 "insertion" if insert else "deletion").reshape(x.shape[0], points)
+    fractions = torch.linspace(0, 1, points, device=x.device)
+    return Curve(fractions, y, torch.trapezoid(y, fractions, dim=1))
+
+
+_PATH_DOC = r"""
+
+    Pixels are ranked by decreasing E (ties in raster order). At step k = 0 … n_steps the
+    n_k = ⌊k · HW / n_steps⌋ best-ranked pixels have been {verb}; the curve is the softmax
+    probability f_c of each such image against the fraction k / n_steps, and the score is its
+    trapezoid-rule area under the curve, in [0, 1] for probabilities:
+
+    .. math:: \mathrm{{AUC}} = \frac{{1}}{{n}} \sum_{{k=1}}^{{n}} \frac{{f_c(x_{{k-1}}) + f_c(x_k)}}{{2}}
+
+    All N · (n_steps + 1) images go through the model in batches of ``batch_size``.
+    Returns :class:`Curve` (fractions (n_steps + 1,), scores (N, n_steps + 1), auc (N,)).
+    """
+
+
+def insertion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, n_steps: int = 100,
+              canvas: Baseline = "blur", score: Score = "prob", batch_size: Optional[int] = 64,
+              progress: bool = True) -> Curve:
+    return _pixel_path_curve(model, x, maps, target, canvas, True, n_steps, score, batch_size, progress)
+
+
+def deletion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, n_steps: int = 100,
+             canvas: Baseline = "zero", score: Score = "prob", batch_size: Optional[int] = 64,
+             progress: bool = True) -> Curve:
+    return _pixel_path_curve(model, x, maps, target, canvas, False, n_steps, score, batch_size, progress)
+
+
+insertion.__doc__ = r"""Insertion AUC (Petsiuk et al., RISE, BMVC 2018, https://arxiv.org/abs/1806.07421), (N,): higher
+    is better.
+
+    Image pixels are inserted into a canvas, by default x blurred by :func:`blur` (kernel 11, σ 5,
+    as in RISE); ``canvas`` also takes 'zero', 'mean', a number or a tensor.""" + _PATH_DOC.format(
+    verb="copied from x onto the canvas")
+deletion.__doc__ = r"""Deletion AUC (Petsiuk et al., RISE, BMVC 2018, https://arxiv.org/abs/1806.07421), (N,): lower
+    is better.
+
+    Pixels are deleted from x, i.e. replaced by the canvas, black (0) by default as in RISE;
+    ``canvas`` also takes 'mean', 'blur', a number or a tensor.""" + _PATH_DOC.format(
+    verb="replaced by the canvas")
+
+
+# --------------------------------------------------------------------------- infidelity
+
+def _perturbations(rows: Tensor, sample_ids: Sequence[int], kind: str, sigma: float, square_size: int,
+                   seed: int) -> Tensor:
+    """Perturbations I (B, C, H, W) for the images ``rows``; sample j is drawn from a generator seeded
+    with (seed, j), so a result does not depend on ``batch_size``."""
+    noise_gen = torch.Generator(device=rows.device)
+    place_gen = torch.Generator()
+    out = []
+    for row, j in zip(rows, sample_ids):
+        if kind == "gaussian":
+            noise_gen.manual_seed(hash((seed, j)) & 0x7FFF_FFFF_FFFF_FFFF)
+            out.append(sigma * torch.randn(row.shape, generator=noise_gen, device=row.device, dtype=row.dtype))
+        else:
+            place_gen.manual_seed(hash((seed, j)) & 0x7FFF_FFFF_FFFF_FFFF)
+            top, left = (torch.randint(0, n - square_size + 1, (1,), generator=place_gen).item()
+                         for n in row.shape[-2:])
+            square = torch.zeros_like(row)
+            square[:, top:top + square_size, left:left + square_size] = 1
+            out.append(row * square)
+    return torch.stack(out)
+
+
+def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
+               perturbation: Literal["gaussian", "square"] = "gaussian", n_perturb: int = 50,
+               sigma: float = 0.1, square_size: Optional[int] = None, normalize: bool = True,
+               score: Score = "logit", seed: int = 0, batch_size: Optional[int] = 64,
+               progress: bool = True) -> Tensor:
+    r"""Infidelity (Yeh et al., NeurIPS 2019, https://arxiv.org/abs/1901.09392), (N,); lower is better.
+
+    .. math:: \mathrm{INFD}(\Phi, f, x) = \mathbb{E}_I\Big[\big(\beta\, I^\top \Phi - (f_c(x) - f_c(x - I))\big)^2\Big],
+              \qquad \beta = \frac{\mathbb{E}_I[I^\top\Phi\,(f_c(x) - f_c(x - I))]}{\mathbb{E}_I[(I^\top\Phi)^2]}
+
+    The attribution Φ is the map E broadcast over the channels. β is the optimal scale of Φ
+    (captum's ``infidelity(..., normalize=True)``; ``normalize=False`` uses β = 1), so the score
+    measures faithfulness, not the arbitrary scale of a normalised map; β = 0 when IᵀΦ ≡ 0.
+    The expectation is the mean over ``n_perturb`` samples per image of
+
+    - ``"gaussian"``: I ~ N(0, σ²) per pixel and channel (x − I is a noisy image);
+    - ``"square"``: I = x ⊙ S for a random square S of side ``square_size`` (default ⌊min(H, W)/4⌋),
+      so x − I blacks the square out.
+
+    f_c is the logit by default, as in captum's examples (``score="prob"`` for probabilities).
+    Samples are seeded by ``seed`` and their index, so results repeat across runs and batch sizes.
+    """
+    if perturbation not in ("gaussian", "square"):
+        raise ValueError(f"perturbation must be 'gaussian' or 'square', got {perturbation!r}")
+    check_positive_int(n_perturb, "n_perturb")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    maps, classes, clean = _prepare(model, x, maps, target, score, batch_size, progress)
+    side = max(1, min(x.shape[-2:]) // 4) if square_size is None else check_positive_int(square_size, "square_size")
+    if side > min(x.shape[-2:]):
+        raise ValueError(f"square_size {side} does not fit in images of size {tuple(x.shape[-2:])}")
+
+    def dot_and_diff(j: Tensor) -> Tensor:
+        i = j // n_perturb
+        noise = _perturbations(x[i], j.tolist(), perturbation, sigma, side, seed)
+        dot = (noise * maps[i, None]).sum(dim=(1, 2, 3))
+        return torch.stack([dot, clean[i] - _target_scores(model(x[i] - noise), classes[i], score)], 1)
+
+    dot, diff = _batched(dot_and_diff, x.shape[0] * n_perturb, x.device, batch_size, progress,
+                         "infidelity").double().reshape(x.shape[0], n_perturb, 2).unbind(-1)
+    if normalize:
+        energy = dot.pow(2).sum(1)
+        beta = (dot * diff).sum(1) / torch.where(energy > 0, energy, torch.ones_like(energy))
+        dot = dot * beta[:, None]
+    return (dot - diff).pow(2).mean(1).float()
+
+
+# --------------------------------------------------------------------------- localization
+
+def _box_mask(boxes, size: Sequence[int], device: torch.device, where: str) -> Tensor:
+    """Union (H, W) of (K, 4) boxes (x0, y0, x1, y1), with checks."""
+    boxes = torch.as_tensor(boxes).to(device, torch.float32)
+    if boxes.ndim == 1:
+        boxes = boxes.reshape(-1, 4) if boxes.numel() in (0, 4) else boxes
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{where} must be a box (x0, y0, x1, y1), a list of boxes, a (K, 4) tensor or an "
+                         f"(H, W) bool mask, got shape {tuple(boxes.shape)}")
+    if boxes.shape[0] == 0:
+        raise ValueError(f"{where} has no boxes")
+    height, width = size
+    x0, y0, x1, y1 = boxes.unbind(1)
+    if ((x0 < 0) | (y0 < 0) | (x1 > width) | (y1 > height)).any():
+        raise ValueError(f"{where}: box {boxes.tolist()} lies (partly) outside the {width} × {height} image; "
+                         "boxes are (x0, y0, x1, y1) pixels with 0 <= x0 < x1 <= W, 0 <= y0 < y1 <= H")
+    if ((x1 <= x0) | (y1 <= y0)).any():
+        raise ValueError(f"{where}: box {boxes.tolist()} is empty (needs x0 < x1 and y0 < y1)")
+    rows = torch.arange(height, device=device) + 0.5
+    cols = torch.arange(width, device=device) + 0.5
+    inside_y = (rows >= y0[:, None]) & (rows < y1[:, None])
+    inside_x = (cols >= x0[:, None]) & (cols < x1[:, None])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).any(0)
+
+
+def region_masks(regions: Regions, n: int, size: Sequence[int], device: torch.device = torch.device("cpu")) -> Tensor:
+    """Boolean masks (N, H, W) of ground-truth regions given as masks or boxes (see :data:`Regions`).
+
+    Several boxes of one image are united. Raises on a count other than N, boxes outside the image,
+    empty boxes and regions that cover no pixel.
+    """
+    height, width = size
+    if torch.is_tensor(regions) and regions.dtype == torch.bool:
+        if tuple(regions.shape) != (n, height, width):
+            raise ValueError(f"region masks must have shape (N, H, W) = {(n, height, width)}, "
+                             f"got {tuple(regions.shape)}")
+        masks = regions.to(device)
+    else:
+        if torch.is_tensor(regions) and regions.ndim == 2 and regions.shape[-1] == 4:
+            regions = regions[:, None]  # (N, 4): one box per image
+        if len(regions) != n:
+            raise ValueError(f"regions hold {len(regions)} images but there are N = {n} maps")
+        masks = torch.stack([
+            item.to(device) if torch.is_tensor(item) and item.dtype == torch.bool
+            else _box_mask(item, size, device, f"regions[{index}]")
+            for index, item in enumerate(regions)])
+        if masks.shape[1:] != (height, width):
+            raise ValueError(f"region masks must be (H, W) = {(height, width)}, got {tuple(masks.shape[1:])}")
+    empty = (~masks.flatten(1).any(1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"the regions of images {empty} cover no pixel (a box must contain a pixel centre)")
+    return masks
+
+
+def _localization_inputs(maps: Tensor, regions: Regions) -> tuple[Tensor, Tensor]:
+    if not torch.is_tensor(maps) or maps.ndim != 3:
+        raise ValueError(f"maps must be a (N, H, W) tensor, got "
+                         f"{tuple(maps.shape) if torch.is_tensor(maps) else type(maps).__name__}")
+    maps = _check_maps(maps, maps.shape[0], maps.shape[-2:], maps.device)
+    return maps, region_masks(regions, maps.shape[0], maps.shape[-2:], maps.device)
+
+
+def pointing_game(maps: Tensor, regions: Regions, *, tolerance: int = 0) -> Tensor:
+    r"""Pointing game (Zhang et al., ECCV 2016, https://arxiv.org/abs/1608.00507): hits (N,) bool.
+
+    .. math:: \mathrm{hit}_i = [\,\arg\max_{p} E_i(p) \in R_i \oplus D_t\,],
+              \qquad \mathrm{accuracy} = \mathrm{mean}_i\ \mathrm{hit}_i
+
+    R_i is the region (union of boxes, or mask) dilated by a disc D_t of radius ``tolerance`` pixels
+    (Zhang et al. use 15 at 224 px). Several maxima: the first in raster order counts, so a constant
+    map points at the top-left pixel. ``pointing_game(...).float().mean()`` is the accuracy.
+    """
+    maps, masks = _localization_inputs(maps, regions)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
+    if tolerance:
+        offsets = torch.arange(-tolerance, tolerance + 1, device=maps.device, dtype=torch.float32)
+        disc = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= tolerance ** 2).float()[None, None]
+        masks = F.conv2d(masks.float()[:, None], disc, padding=tolerance)[:, 0] > 0
+    peak = maps.flatten(1).argmax(1, keepdim=True)
+    return masks.flatten(1).gather(1, peak)[:, 0]
+
+
+def energy_pointing_game(maps: Tensor, regions: Regions) -> Tensor:
+    r"""Energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020, https://arxiv.org/abs/1910.01279), (N,).
+
+    .. math:: \mathrm{EBPG}_i = \frac{\sum_{p \in R_i} E_i(p)}{\sum_{p} E_i(p)}
+
+    the share of the map's energy inside the region; 0 for an all-zero map (no energy anywhere).
+    """
+    maps, masks = _localization_inputs(maps, regions)
+    total = maps.flatten(1).sum(1)
+    inside = (maps * masks).flatten(1).sum(1)
+    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)),
+                       torch.zeros_like(total))
+
+
+def bbox_score(maps: Tensor, regions: Regions) -> Tensor:
+    r"""Bounding-box score (Schulz et al. 2020; Sattarzadeh et al., Integrated Grad-CAM, ICASSP 2021), (N,).
+
+    .. math:: \mathrm{BB}_i = \frac{|\,\mathrm{top}_{n_i}(E_i) \cap R_i\,|}{n_i}, \qquad n_i = |R_i|
+
+    the share of the n_i highest-valued pixels (n_i = area of the region, the union of the boxes)
+    that fall inside it; ties are broken in raster order, so a constant map gives a defined score.
+    """
+    maps, masks = _localization_inputs(maps, regions)
+    area = masks.flatten(1).sum(1)
+    top = _pixel_rank(maps) < area[:, None]
+    return (top & masks.flatten(1)).sum(1).float() / area.float()
+
+
+# --------------------------------------------------------------------------- sanity: randomisation
+
+def _check_pair(a: Tensor, b: Tensor) -> None:
+    if not (torch.is_tensor(a) and torch.is_tensor(b)) or a.ndim != 3 or a.shape != b.shape:
+        raise ValueError("expected two (N, H, W) map tensors of the same shape, got "
+                         f"{getattr(a, 'shape', type(a).__name__)} and {getattr(b, 'shape', type(b).__name__)}")
+
+
+def _average_ranks(values: Tensor) -> Tensor:
+    """Ranks (N, M) of each row with ties given their average rank (as scipy.stats.rankdata)."""
+    n, m = values.shape
+    sorted_values, order = values.sort(dim=1, stable=True)
+    starts = torch.ones_like(sorted_values, dtype=torch.bool)
+    starts[:, 1:] = sorted_values[:, 1:] != sorted_values[:, :-1]
+    group = (starts.cumsum(1) - 1 + m * torch.arange(n, device=values.device)[:, None]).flatten()
+    position = torch.arange(m, device=values.device, dtype=torch.float64).repeat(n)
+    total = torch.zeros(n * m, dtype=torch.float64, device=values.device).index_add_(0, group, position)
+    count = torch.zeros_like(total).index_add_(0, group, torch.ones_like(position))
+    mean_rank = (total[group] / count[group]).reshape(n, m)
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    r"""Spearman rank correlation (N,) between maps a and b (N, H, W), the Pearson correlation of their ranks.
+
+    .. math:: \rho = \frac{\sum_p (r_a(p) - \bar r_a)(r_b(p) - \bar r_b)}{\lVert r_a - \bar r_a\rVert\,\lVert r_b - \bar r_b\rVert}
+
+    Ties get their average rank (as ``scipy.stats.spearmanr``). ρ = 0 when either map is
+    constant (there is no ranking to agree with), never NaN. Used by Adebayo et al. 2018.
+    """
+    _check_pair(a, b)
+    ra, rb = (_average_ranks(m.detach().flatten(1)) for m in (a, b))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    norm = ra.norm(dim=1) * rb.norm(dim=1)
+    rho = (ra * rb).sum(1) / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return rho.float()
+
+
+def ssim(a: Tensor, b: Tensor, *, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> Tensor:
+    r"""Structural similarity (N,) of maps a and b (N, H, W) (Wang et al., IEEE TIP 2004).
+
+    .. math:: \mathrm{SSIM} = \mathrm{mean}_p \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}{(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)},
+              \quad C_1 = (0.01 L)^2,\ C_2 = (0.03 L)^2
+
+    with local statistics under a Gaussian window (``window`` 11 taps, σ 1.5) over the positions
+    where it fits, L = ``data_range`` (1 for camkit's maps). Equals
+    ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1)``. Defined (C₁, C₂ > 0) for constant maps.
+    """
+    _check_pair(a, b)
+    if min(a.shape[-2:]) < window:
+        raise ValueError(f"ssim needs maps of at least {window} × {window} pixels, got {tuple(a.shape[-2:])}")
+    a, b = a.detach().double(), b.detach().double()
+    kernel = _gaussian_kernel(window, sigma, a.device).double()
+    stats = _separable_conv(torch.stack([a, b, a * a, b * b, a * b], 1), kernel, "valid")
+    mu_a, mu_b, aa, bb, ab = stats.unbind(1)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    var_a, var_b, cov = aa - mu_a ** 2, bb - mu_b ** 2, ab - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1).float()
+
+
+def _reinitialize(module: nn.Module, seed: int, device: torch.device) -> None:
+    """Re-draw a module's own parameters: its ``reset_parameters()`` (its default initialisation),
+    else N(0, 0.02²) per parameter; seeded without touching the caller's random state."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            else:
+                for parameter in module.parameters(recurse=False):
+                    parameter.normal_(0, 0.02)
+
+
+def model_randomization(model: nn.Module, x: Tensor, explain: Explainer, target: TargetSpec = None, *,
+                        layers: Optional[Sequence[str]] = None, cascading: bool = True, seed: int = 0,
+                        progress: bool = True) -> Randomization:
+    r"""Model-parameter randomisation test (Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018).
+
+    Layers are re-initialised from the top (output) down; after each, the maps are recomputed and
+    compared with the original maps E⁰ by :func:`spearman` and :func:`ssim`:
+
+    .. math:: \rho_\ell = \mathrm{Spearman}(E^0, E^{\le \ell}), \qquad s_\ell = \mathrm{SSIM}(E^0, E^{\le \ell})
+
+    A method that explains the model gives similarities that fall as more layers are randomised.
+
+    Args:
+        explain: ``explain(model, x, classes) -> (N, H, W)`` maps in [0, 1], e.g.
+            ``lambda m, x, c: camkit.GradCAM(m, "layer4")(x, c)``; it receives a copy of the model.
+        target: classes to explain; they are fixed on the original model (top-1 by default) and
+            reused for every randomised copy.
+        layers: names of the modules to randomise, in order; default: every module with its own
+            parameters, in reverse registration order (the top first).
+        cascading: randomise cumulatively (True, Adebayo's cascading test) or one layer at a time.
+        seed: seeds the re-initialisation (layer ℓ uses ``seed + ℓ``); the global RNG is untouched.
+
+    Returns :class:`Randomization` (layer names, spearman (L, N), ssim (L, N)). The model is not modified.
+    """
+    _check_model_input(model, x)
+    targets = Targets.parse(target, x.shape[0], x.device)
+    with torch.no_grad():
+        classes = targets.indices(model(x))[:, 0]
+    original = _check_maps(explain(model, x, classes), x.shape[0], x.shape[-2:], x.device, name="explain's maps")
+    modules = dict(model.named_modules())
+    if layers is None:
+        owners = [name for name, m in modules.items() if name and next(m.parameters(recurse=False), None) is not None]
+        layers = owners[::-1]
+    else:
+        layers = [resolve_layer(model, name)[0] for name in layers]
+    if not layers:
+        raise ValueError("the model has no modules with parameters to randomise")
+    device = model_device(model)
+    randomized = copy.deepcopy(model)
+    rho, sim = [], []
+    for step, name in enumerate(tqdm(layers, desc="randomise", leave=False, disable=not progress)):
+        if not cascading:
+            randomized = copy.deepcopy(model)
+        _reinitialize(dict(randomized.named_modules())[name], seed + step, device)
+        maps = _check_maps(explain(randomized, x, classes), x.shape[0], x.shape[-2:], x.device,
+                           name="explain's maps")
+        rho.append(spearman(original, maps))
+        sim.append(ssim(original, maps))
+    return Randomization(list(layers), torch.stack(rho), torch.stack(sim))
+
+
+# --------------------------------------------------------------------------- saturation
+
+def saturation_curve(model: nn.Module, layer: LayerSpec, x: Tensor, *, n_alphas: int = 21,
+                     baseline: Baseline = "zero", batch_size: Optional[int] = 64,
+                     progress: bool = True) -> Curve:
+    r"""Internal saturation curve (as motivated in Expected Grad-CAM, Buono et al. 2024), (N, n_alphas).
+
+    .. math:: s_i(\alpha) = \cos\big(A(b + \alpha (x_i - b)),\ A(x_i)\big), \qquad \alpha \in [0, 1]
+
+    A is the target layer's embedding (flattened), b the baseline (``"zero"`` = black gives the
+    α·x scaling path; also 'mean', 'blur', a number or a tensor). A curve that reaches ≈ 1 early
+    means the layer saturates: gradients at x say little about most of the path. The cosine of a
+    zero embedding is 0. Returns :class:`Curve` (α (n_alphas,), s (N, n_alphas), auc (N,)).
+    """
+    _check_model_input(model, x)
+    check_positive_int(n_alphas, "n_alphas")
+    if n_alphas < 2:
+        raise ValueError(f"n_alphas must be at least 2 (α = 0 and 1), got {n_alphas}")
+    name, module = resolve_layer(model, layer)
+    start = _baseline_image(x, baseline)
+    alphas = torch.linspace(0, 1, n_alphas, device=x.device)
+
+    def embed(inputs: Tensor) -> Tensor:
+        with capture_activation(module, name, detach_below=False) as capture:
+            model(inputs)
+        return capture.get().flatten(1).float()
+
+    reference = _batched(lambda i: embed(x[i]), x.shape[0], x.device, batch_size, progress, "embed")
+
+    def similarity(j: Tensor) -> Tensor:
+        i, alpha = j // n_alphas, alphas[j % n_alphas].reshape(-1, 1, 1, 1)
+        return F.cosine_similarity(embed(start[i] + alpha * (x[i] - start[i])), reference[i], dim=1)
+
+    y = _batched(similarity, x.shape[0] * n_alphas, x.device, batch_size, progress,
+                 "saturation").reshape(x.shape[0], n_alphas)
+    return Curve(alphas, y, torch.trapezoid(y, alphas, dim=1))
