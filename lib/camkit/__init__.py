@@ -9,6 +9,7 @@ from .cam import CAM
 from .core import METHODS, BaseCAM, GradientCAM, Targets, normalize_maps, upsample_maps
 from .gradient_methods import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM, gradcampp_alpha
 from .guided import GuidedBackprop, GuidedGradCAM, guided_relus
+from .path_methods import ExpectedGradCAM, IntegratedGradCAM, ScoreCAM, SmoothGradCAMPlusPlus
 from .layers import LayerChoice, resolve_layer, suggest_layer
 from .transforms import Normalize, denormalize
 from . import metrics, report, viz  # noqa: E402  (submodules used by every notebook)
@@ -19,5 +20,5 @@ __all__ = [
     "METHODS", "BaseCAM", "GradientCAM", "Targets", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM",
     "LayerCAM", "HiResCAM", "GuidedBackprop", "GuidedGradCAM", "Normalize", "denormalize",
     "suggest_layer", "resolve_layer", "LayerChoice", "normalize_maps", "upsample_maps",
-    "gradcampp_alpha", "guided_relus", "metrics", "report", "viz",
+    "IntegratedGradCAM", "ExpectedGradCAM", "SmoothGradCAMPlusPlus", "ScoreCAM", "gradcampp_alpha", "guided_relus", "metrics", "report", "viz",
 ]
