@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= default
 STAMP := $(VENV)/.camkit-installed
 
-.PHONY: install data report test assignments bench clean
+.PHONY: install data shapes report test assignments bench clean
 .DEFAULT_GOAL := report
 
 # Create the local venv and install the project with its [dev] extra (torch, peers, report tools).
@@ -23,6 +23,10 @@ install: $(STAMP)
 # Offline photos from Debian's darknet package into a git-ignored cache (see data/README.md).
 data: install
 	$(PY) tools/fetch_data.py
+
+# Retrain the shapes-world CNNs (a few CPU minutes; the committed weights are in data/).
+shapes: install
+	$(PY) tools/train_shapes.py
 
 report: install data
 	$(PY) tools/build_report.py --profile $(PROFILE)
