@@ -12,7 +12,7 @@ from .guided import GuidedBackprop, GuidedGradCAM, guided_relus
 from .path_methods import ExpectedGradCAM, IntegratedGradCAM, ScoreCAM, SmoothGradCAMPlusPlus
 from .layers import LayerChoice, resolve_layer, suggest_layer
 from .transforms import Normalize, denormalize
-from . import data, metrics, report, shapes, viz, zoo  # noqa: E402  (submodules used by every notebook)
+from . import data, metrics, report, shapes, stats, viz, zoo  # noqa: E402  (submodules used by every notebook)
 from .zoo import list_models, load_model
 
 __version__ = "0.1.0"
@@ -21,5 +21,5 @@ __all__ = [
     "METHODS", "BaseCAM", "GradientCAM", "Targets", "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM",
     "LayerCAM", "HiResCAM", "GuidedBackprop", "GuidedGradCAM", "Normalize", "denormalize",
     "suggest_layer", "resolve_layer", "LayerChoice", "normalize_maps", "upsample_maps",
-    "IntegratedGradCAM", "ExpectedGradCAM", "SmoothGradCAMPlusPlus", "ScoreCAM", "gradcampp_alpha", "guided_relus", "metrics", "report", "viz", "data", "shapes", "zoo", "list_models", "load_model",
+    "IntegratedGradCAM", "ExpectedGradCAM", "SmoothGradCAMPlusPlus", "ScoreCAM", "gradcampp_alpha", "guided_relus", "metrics", "report", "viz", "data", "shapes", "stats", "zoo", "list_models", "load_model",
 ]
