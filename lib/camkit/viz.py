@@ -40,9 +40,16 @@ def overlay(image: Tensor, cam_map: Tensor, alpha: float = 0.5, cmap: str = "jet
     return (1 - alpha) * base + alpha * colours
 
 
-def _input_space_to_map(maps: Tensor) -> Tensor:
-    """Guided (N, C, H, W) gradients shown as images: 0.5 + 0.5·g (so 0 is grey)."""
-    return (0.5 + 0.5 * maps).clamp(0, 1)
+def _input_space_to_map(maps: Tensor, percentile: float = 0.99) -> Tensor:
+    """Guided (C, H, W) gradients shown as an image: 0.5 + 0.5·g/s clipped to [0, 1], s the 99th
+    percentile of |g| (so 0 is grey and the sparse large values do not wash the rest out)."""
+    scale = torch.quantile(maps.detach().abs().flatten().float().cpu(), percentile).clamp_min(1e-12)
+    return (0.5 + 0.5 * maps.detach().cpu() / scale).clamp(0, 1)
+
+
+def _column_title(name: str, width: int = 12) -> str:
+    """Break long method names at hyphens so neighbouring column titles do not collide."""
+    return name.replace("-", "-\n") if len(name) > width else name
 
 
 def show_grid(images: Tensor, maps: Mapping[str, Tensor], *, row_labels: Optional[Sequence[str]] = None,
@@ -56,8 +63,8 @@ def show_grid(images: Tensor, maps: Mapping[str, Tensor], *, row_labels: Optiona
     """
     n = images.shape[0]
     names = list(maps)
-    fig, axes = plt.subplots(n, len(names) + 1, figsize=(cell_size * (len(names) + 1.3), cell_size * n),
-                             squeeze=False)
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(cell_size * (len(names) + 1.3), cell_size * n + 0.8),
+                             squeeze=False, layout="constrained")
     for row in range(n):
         axes[row, 0].imshow(to_image(images[row]))
         axes[row, 0].set_ylabel(row_labels[row] if row_labels else f"image {row}", fontsize=9)
@@ -70,12 +77,12 @@ def show_grid(images: Tensor, maps: Mapping[str, Tensor], *, row_labels: Optiona
             else:
                 axes[row, col].imshow(overlay(images[row], m, alpha, cmap))
     for col, name in enumerate(["input"] + names):
-        axes[0, col].set_title(name, fontsize=10)
+        axes[0, col].set_title(_column_title(name), fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
-    fig.colorbar(mappable, ax=axes, fraction=0.02, pad=0.01, label="map value (min-max normalised)")
+    fig.colorbar(mappable, ax=axes, fraction=0.02, pad=0.01, label="map value")
     if title:
         fig.suptitle(title)
     return fig
