@@ -6,7 +6,8 @@
 >>> camkit.METHODS["gradcam++"]      # every method by name
 """
 from .cam import CAM
-from .core import METHODS, BaseCAM, GradientCAM, Targets, normalize_maps, upsample_maps
+from .core import (METHODS, BaseCAM, GradientCAM, Targets, channels_last_to_first, normalize_maps, tokens_to_grid,
+                   upsample_maps)
 from .gradient_methods import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM, gradcampp_alpha
 from .guided import GuidedBackprop, GuidedGradCAM, guided_relus
 from .path_methods import ExpectedGradCAM, IntegratedGradCAM, ScoreCAM, SmoothGradCAMPlusPlus

@@ -1,7 +1,7 @@
 """Class Activation Mapping for networks with a global-average-pooling + linear head."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -9,7 +9,8 @@ from torch import Tensor, nn
 from .core import BaseCAM, Targets, capture_activation, register, row_chunks
 from .layers import LayerSpec, resolve_layer
 
-#: Largest relative difference between the model's logits and W·GAP(A) + b accepted as "GAP-linear".
+#: Largest relative difference between the model's logits and W·GAP(A) + b accepted as "GAP-linear"
+#: (4 machine epsilons of the logits' dtype where that is larger: 3e-2 for bfloat16, 4e-3 for float16).
 GAP_LINEAR_RTOL = 1e-4
 
 
@@ -34,8 +35,8 @@ class CAM(BaseCAM):
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *,
                  classifier: Union[str, nn.Linear, None] = None, weights: Optional[Tensor] = None,
                  bias: Optional[Tensor] = None, relu: Optional[bool] = None,
-                 internal_batch_size: Optional[int] = None):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size)
+                 internal_batch_size: Optional[int] = None, reshape: Optional[Callable[[Tensor], Tensor]] = None):
+        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
         if classifier is not None and weights is not None:
             raise ValueError("give classifier= or weights=, not both")
         self._classifier = None if classifier is None else resolve_layer(model, classifier)[1]
@@ -65,7 +66,8 @@ class CAM(BaseCAM):
         layer = self.target_layer(x)
         maps = []
         for rows in row_chunks(x.shape[0], self.internal_batch_size):
-            with torch.no_grad(), capture_activation(layer, self.layer_name, detach_below=False) as capture:
+            with torch.no_grad(), capture_activation(layer, self.layer_name, detach_below=False,
+                                                       reshape=self.reshape) as capture:
                 logits = self.model(x[rows])
                 activation = capture.get().float()
             weights, bias = self.classifier_weights(activation.shape[1])
@@ -84,7 +86,8 @@ class CAM(BaseCAM):
             raise ValueError(f"CAM needs a GAP + linear head after layer {self.layer_name!r}: the model returns "
                              f"{tuple(logits.shape)}, W·GAP(A) gives {tuple(expected.shape)}; use Grad-CAM")
         error = (logits.float() - expected).abs().max() / logits.float().abs().max().clamp_min(1e-12)
-        if error > GAP_LINEAR_RTOL:
+        tolerance = max(GAP_LINEAR_RTOL, 4 * torch.finfo(logits.dtype).eps)  # float16 / bfloat16 logits round
+        if error > tolerance:
             raise ValueError(f"CAM needs a GAP + linear head after layer {self.layer_name!r}, but the logits differ "
-                             f"from W·GAP(A) + b by a relative {error.item():.2e} (> {GAP_LINEAR_RTOL:g}); "
+                             f"from W·GAP(A) + b by a relative {error.item():.2e} (> {tolerance:g}); "
                              "use Grad-CAM, which generalises CAM, or choose the last feature layer")

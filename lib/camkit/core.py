@@ -8,6 +8,7 @@ below it. A method then overrides one thing: its channel weights or its map.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence, Union
@@ -177,13 +178,48 @@ class _Capture:
         return self.activation
 
 
+def tokens_to_grid(tokens: Tensor, prefix_tokens: int = 1) -> Tensor:
+    """``reshape=`` for ViT-style token layers: (N, P + h·w, C) → (N, C, h, w) on a square grid.
+
+    Drops the P = ``prefix_tokens`` leading tokens (1: the class token of torchvision's and timm's
+    ViT; 2 for DeiT's class + distillation tokens: ``functools.partial(tokens_to_grid, prefix_tokens=2)``).
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"tokens_to_grid expects (N, tokens, C) tokens, got shape {tuple(tokens.shape)}")
+    patches = tokens[:, prefix_tokens:]
+    side = math.isqrt(patches.shape[1])
+    if side * side != patches.shape[1] or side == 0:
+        raise ValueError(f"{patches.shape[1]} tokens after dropping {prefix_tokens} prefix tokens do not form "
+                         "a square grid; set prefix_tokens= or write a reshape for this layout")
+    return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], side, side)
+
+
+def channels_last_to_first(features: Tensor) -> Tensor:
+    """``reshape=`` for (N, h, w, C) layers (Swin, ConvNeXt-style blocks): → (N, C, h, w)."""
+    if features.ndim != 4:
+        raise ValueError(f"channels_last_to_first expects (N, h, w, C), got shape {tuple(features.shape)}")
+    return features.permute(0, 3, 1, 2)
+
+
+def _route_through(reshape: Callable[[Tensor], Tensor], output: Tensor, leaf: Tensor) -> Tensor:
+    """``output`` (same values) made to depend on ``leaf`` = reshape(output) detached: the result is
+    output + Rᵀ(leaf − leaf), R the Jacobian of ``reshape``, so ∂y/∂leaf = R ∂y/∂output (for a
+    rearrangement R: the gradient rearranged the same way as A; dropped tokens get none)."""
+    probe = output.detach().requires_grad_(True)
+    (back,) = torch.autograd.grad(reshape(probe), probe, leaf - leaf.detach(), create_graph=True)
+    return output.detach() + back
+
+
 @contextmanager
-def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool) -> Iterator[_Capture]:
+def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool,
+                       reshape: Optional[Callable[[Tensor], Tensor]] = None) -> Iterator[_Capture]:
     """Record the output A of ``layer`` during a forward pass run inside this block.
 
     With ``detach_below=True`` the forward runs with autograd off until ``layer`` and on after it,
     and A becomes a leaf that requires grad: ``torch.autograd.grad(score, A)`` then differentiates
-    the head only, and no graph is kept for the layers below. The hook is removed and the caller's
+    the head only, and no graph is kept for the layers below. ``reshape`` turns the layer's output
+    into the (N, C, h, w) map A (e.g. :func:`tokens_to_grid`); it must only select and rearrange
+    entries, and gradients reach A rearranged the same way. The hook is removed and the caller's
     grad mode restored on exit, also when the block raises.
     """
     capture = _Capture(layer_name)
@@ -196,14 +232,19 @@ def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool)
         if capture.activation is not None:
             raise ValueError(f"layer {layer_name!r} runs more than once per forward pass (a shared "
                              "module); pick a layer that runs once")
-        if output.ndim != 4:
-            raise ValueError(f"layer {layer_name!r} returns shape {tuple(output.shape)}, not a spatial "
-                             "(N, C, h, w) map; pick a convolutional feature layer")
+        shaped = output if reshape is None else reshape(output)
+        if shaped.ndim != 4:
+            raise ValueError(f"layer {layer_name!r} returns shape {tuple(output.shape)}"
+                             f"{'' if reshape is None else f', reshaped to {tuple(shaped.shape)}'}, not a "
+                             "spatial (N, C, h, w) map; pick a convolutional feature layer, or pass "
+                             "reshape= (e.g. camkit.core.tokens_to_grid) for a token layer")
         if not detach_below:
-            capture.activation = output
+            capture.activation = shaped.clone()  # an in-place op that follows (ReLU(inplace=True)) must not change A
             return None
-        capture.activation = output.detach().requires_grad_(True)
+        capture.activation = shaped.detach().requires_grad_(True)
         torch.set_grad_enabled(True)
+        if reshape is not None:
+            return _route_through(reshape, output, capture.activation)
         return capture.activation.clone()  # a non-leaf, so in-place ops that follow are allowed
 
     handle = layer.register_forward_hook(hook)
@@ -244,6 +285,15 @@ class BaseCAM:
         relu: apply ReLU to the final map (each method documents its default).
         internal_batch_size: the most input rows sent through the model at once
             (None: the whole batch); bounds peak memory.
+        reshape: turns the layer's output into the (N, C, h, w) map A, for layers that are not
+            channels-first maps: :func:`tokens_to_grid` for ViT tokens (N, 1 + h·w, C),
+            :func:`channels_last_to_first` for Swin's (N, h, w, C). It may only select and
+            rearrange entries; the gradients are rearranged the same way. None: the output as is.
+
+    ``nn.DataParallel`` / ``DistributedDataParallel`` wrappers are unwrapped: the maps are computed
+    by the wrapped module on its own device in one pass (replicas would each run the hooks), and
+    layer names work with or without the ``module.`` prefix. A ``torch.compile``-d model is kept
+    (names with or without ``_orig_mod.``).
 
     Calling returns float32 maps on ``x``'s device, shape (N, H, W) for one target per image or
     (N, K, H, W) for an (N, K) target tensor, bilinearly upsampled (align_corners=False) and
@@ -255,10 +305,16 @@ class BaseCAM:
     relu_default: bool = True
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, relu: Optional[bool] = None,
-                 internal_batch_size: Optional[int] = None):
+                 internal_batch_size: Optional[int] = None, reshape: Optional[Callable[[Tensor], Tensor]] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        if reshape is not None and not callable(reshape):
+            raise TypeError(f"reshape must be a callable tensor -> (N, C, h, w) tensor or None, "
+                            f"got {type(reshape).__name__}")
         self.model = model
+        self.reshape = reshape
         self.relu = self.relu_default if relu is None else bool(relu)
         self.internal_batch_size = check_positive_int(internal_batch_size, "internal_batch_size", allow_none=True)
         self._layer_spec = layer
@@ -335,7 +391,7 @@ class GradientCAM(BaseCAM):
         ``rows`` selects the rows of ``targets`` that ``x`` corresponds to.
         """
         layer = self.target_layer(x)
-        with capture_activation(layer, self.layer_name, detach_below=True) as capture:
+        with capture_activation(layer, self.layer_name, detach_below=True, reshape=self.reshape) as capture:
             logits = self.model(x)
             activation = capture.get()
             scores = targets.scores(logits, rows)

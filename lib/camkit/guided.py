@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -86,9 +86,10 @@ class GuidedGradCAM(GuidedBackprop):
     Shape (N, C, H, W) (or (N, K, C, H, W)), scaled by the largest absolute value per image.
     """
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None):
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None,
+                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
         super().__init__(model, internal_batch_size=internal_batch_size)
-        self.gradcam = GradCAM(model, layer, internal_batch_size=internal_batch_size)
+        self.gradcam = GradCAM(model, layer, internal_batch_size=internal_batch_size, reshape=reshape)
 
     @property
     def layer_name(self) -> Optional[str]:  # type: ignore[override]

@@ -13,6 +13,10 @@ LayerSpec = Union[str, nn.Module, None]
 #: Attribute a model may carry to name its own default target layer (camkit's zoo sets it).
 TARGET_LAYER_ATTRIBUTE = "camkit_target_layer"
 
+#: Name prefixes of wrappers (nn.DataParallel / DDP: ``module.``; torch.compile: ``_orig_mod.``)
+#: that :func:`resolve_layer` adds or strips when a name is not found as given.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
 
 class LayerChoice(UserWarning):
     """Announces the layer camkit picked when the caller passed ``layer=None``."""
@@ -21,8 +25,9 @@ class LayerChoice(UserWarning):
 def resolve_layer(model: nn.Module, layer: Union[str, nn.Module]) -> tuple[str, nn.Module]:
     """Return ``(dotted_name, module)`` for ``layer`` given as a dotted name or a submodule.
 
-    Raises ``ValueError`` listing the closest valid names when a name does not exist, and
-    when a module object is not part of ``model``.
+    A name not found as given is tried with a wrapper prefix of :data:`WRAPPER_PREFIXES` added
+    or removed. Raises ``ValueError`` listing the closest valid names when a name does not exist,
+    and when a module object is not part of ``model``.
     """
     if isinstance(layer, nn.Module):
         for name, module in model.named_modules():
@@ -36,6 +41,10 @@ def resolve_layer(model: nn.Module, layer: Union[str, nn.Module]) -> tuple[str, 
     modules = dict(model.named_modules())
     if layer in modules and layer != "":
         return layer, modules[layer]
+    for prefix in WRAPPER_PREFIXES:  # "layer4" on a wrapped model, "module.layer4" on the bare one
+        for name in (prefix + layer, layer[len(prefix):] if layer.startswith(prefix) else None):
+            if name and name in modules:
+                return name, modules[name]
     names = [n for n in modules if n]
     close = difflib.get_close_matches(layer, names, n=6, cutoff=0.5)
     top = [n for n in names if "." not in n]

@@ -166,7 +166,8 @@ def layer_outputs(cam: BaseCAM, x: Tensor, targets: Optional[Targets] = None,
     layer = cam.target_layer(x)
     activations, scores = [], []
     for rows in row_chunks(x.shape[0], cam.internal_batch_size):
-        with torch.no_grad(), capture_activation(layer, cam.layer_name, detach_below=False) as capture:
+        with torch.no_grad(), capture_activation(layer, cam.layer_name, detach_below=False,
+                                                       reshape=cam.reshape) as capture:
             logits = cam.model(x[rows])
             activations.append(capture.get().float())
             if targets is not None:
@@ -217,8 +218,9 @@ class IntegratedGradCAM(GradientCAM):
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, steps: int = 50,
                  baseline: BaselineSpec = "black", variant: str = "paper", blur_sigma: float = BLUR_SIGMA,
-                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size)
+                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE,
+                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
+        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
         self.steps = check_positive_int(steps, "steps")
         self.baseline = check_choice(baseline, BASELINES, "baseline", tensor_ok=True)
         self.variant = check_choice(variant, VARIANTS, "variant", tensor_ok=False)
@@ -330,8 +332,9 @@ class ExpectedGradCAM(GradientCAM):
                  references: BaselineSpec = "uniform-noise", sigma: float = 0.1, t_law: TLaw = "uniform",
                  blur_sigma: float = BLUR_SIGMA, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, relu: Optional[bool] = None,
-                 internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size)
+                 internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE,
+                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
+        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
         self.samples = check_positive_int(samples, "samples")
         self.references = check_choice(references, SAMPLERS, "references", tensor_ok=True)
         self.sigma = check_sigma(sigma)
@@ -460,8 +463,9 @@ class SmoothGradCAMPlusPlus(GradientCAM):
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, samples: int = 25, sigma: float = 0.15,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size)
+                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE,
+                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
+        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
         self.samples = check_positive_int(samples, "samples")
         self.sigma = check_sigma(sigma)
         check_randomness(seed, generator)
@@ -537,8 +541,9 @@ class ScoreCAM(BaseCAM):
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, baseline: BaselineSpec = "black",
                  softmax: bool = True, max_channels: Optional[int] = None, blur_sigma: float = BLUR_SIGMA,
-                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size)
+                 relu: Optional[bool] = None, internal_batch_size: Optional[int] = INTERNAL_BATCH_SIZE,
+                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
+        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
         self.baseline = check_choice(baseline, BASELINES, "baseline", tensor_ok=True)
         self.softmax = bool(softmax)
         self.max_channels = check_positive_int(max_channels, "max_channels", allow_none=True)
