@@ -42,13 +42,8 @@ GUIDED = (nn.ReLU, nn.ReLU6)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a shared CPU the threads' spinning costs
-    several times the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Tiny models gain nothing from intra-op threads (fixture in conftest.py)."""
 
 
 def small_vgg() -> nn.Module:

@@ -22,12 +22,8 @@ RSS_GROWTH_MB = 50
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Single-threaded: on tiny models intra-op threads only add spinning on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Tiny models: intra-op threads only add spinning on a shared CPU (fixture in conftest.py)."""
 
 
 def method(name, model, layer="features", **kwargs):

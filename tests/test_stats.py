@@ -48,3 +48,16 @@ def test_identity_claim_and_bad_input():
         stats.bootstrap_mean([1.0, float("nan")])
     with pytest.raises(ValueError, match="groups"):
         stats.bootstrap_mean([1.0, 2.0], ["a"])
+
+
+def test_equivalence_claim_needs_the_interval_inside_the_margin():
+    rng = np.random.default_rng(2)
+    same = rng.normal(0, 0.1, 400)
+    assert stats.equivalence_claim("=", "s", same, np.zeros(400), margin=0.05)["verdict"] == "reproduced"
+    noisy = rng.normal(0, 3.0, 20)
+    assert stats.equivalence_claim("=", "s", noisy, np.zeros(20), margin=0.05)["verdict"] == "inconclusive"
+    far = rng.normal(1.0, 0.1, 400)
+    record = stats.equivalence_claim("=", "s", far, np.zeros(400), margin=0.05)
+    assert record["verdict"] == "contradicted" and record["margin"] == 0.05
+    with pytest.raises(ValueError, match="margin"):
+        stats.equivalence_claim("=", "s", far, far, margin=0)

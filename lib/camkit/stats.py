@@ -84,3 +84,22 @@ def identity_claim(claim: str, source: str, error: float, tolerance: float, *, m
     return {"claim": claim, "source": source, "metric": "max relative error", "model": model, "profile": profile,
             "n": n, "n_groups": n, "difference": float(error), "ci95": None, "tolerance": float(tolerance),
             "verdict": "reproduced" if error <= tolerance else "contradicted"}
+
+
+def equivalence_claim(claim: str, source: str, scores_a, scores_b, *, margin: float, **kwargs) -> dict[str, Any]:
+    """Judge "A and B do not differ" with an equivalence margin (a TOST-style reading of the interval).
+
+    An interval that merely contains 0 proves no equivalence, so the verdict asks more:
+    **reproduced** when the 95 % interval of the paired difference lies inside (−margin, margin),
+    **contradicted** when it lies entirely outside, **inconclusive** otherwise. ``kwargs`` go to
+    :func:`paired_claim`; the record gains ``margin`` and ``rule``.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    record = paired_claim(claim, source, scores_a, scores_b, **kwargs)
+    low, high = record["ci95"]
+    record["verdict"] = ("reproduced" if -margin < low and high < margin else
+                         "contradicted" if low >= margin or high <= -margin else "inconclusive")
+    record["margin"] = float(margin)
+    record["rule"] = "equivalence: reproduced inside (-margin, margin), contradicted entirely outside, else inconclusive"
+    return record
