@@ -411,3 +411,17 @@ def test_a_model_in_training_mode_is_announced(batch):
     x, maps = batch
     with pytest.warns(UserWarning, match="training mode"):
         M.keep_confidence(TinyCNN().train(), x, maps, progress=False)
+
+
+def test_model_randomization_randomises_a_container_whole():
+    """A container name (here a Sequential of conv + ReLU) must change the maps, not be silently skipped."""
+    import camkit
+    from nets import GapLinearNet, images
+
+    model = GapLinearNet().eval()
+    x = images(3, 16)
+    explain = lambda m, xs, c: camkit.GradCAM(m, "features")(xs, c)  # noqa: E731
+    result = M.model_randomization(model, x, explain, layers=["features"], seed=123, progress=False)
+    assert (result.spearman < 0.99).all(), result.spearman
+    with pytest.raises(ValueError, match="no parameters"):
+        M.model_randomization(model, x, explain, layers=["pool"], progress=False)

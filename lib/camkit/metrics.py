@@ -598,16 +598,21 @@ def ssim(a: Tensor, b: Tensor, *, data_range: float = 1.0, window: int = 11, sig
 
 
 def _reinitialize(module: nn.Module, seed: int, device: torch.device) -> None:
-    """Re-draw a module's own parameters: its ``reset_parameters()`` (its default initialisation),
-    else N(0, 0.02²) per parameter; seeded without touching the caller's random state."""
+    """Re-draw every parameter of ``module`` and of its submodules (so a container such as
+    ``layer3`` is randomised whole): each one's ``reset_parameters()`` (its default initialisation),
+    else N(0, 0.02²) per parameter; seeded without touching the caller's random state. A module
+    with no parameters at all raises ``ValueError`` (randomising it would change nothing)."""
+    if not any(True for _ in module.parameters()):
+        raise ValueError(f"{type(module).__name__} has no parameters to randomise; name a layer that has some")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         with torch.no_grad():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-            else:
-                for parameter in module.parameters(recurse=False):
-                    parameter.normal_(0, 0.02)
+            for part in module.modules():
+                if hasattr(part, "reset_parameters"):
+                    part.reset_parameters()
+                else:
+                    for parameter in part.parameters(recurse=False):
+                        parameter.normal_(0, 0.02)
 
 
 def model_randomization(model: nn.Module, x: Tensor, explain: Explainer, target: TargetSpec = None, *,
