@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .core import Targets, TargetSpec, capture_activation, check_images, check_positive_int, row_chunks
 from .layers import LayerSpec, model_device, resolve_layer
+from .transforms import gaussian_kernel, separable_conv
 
 Score = Literal["prob", "logit"]
 Baseline = Union[str, float, Tensor]
@@ -160,25 +161,6 @@ def _replace_top(rank: Tensor, counts: Tensor, top: Tensor, rest: Tensor) -> Ten
     return torch.where(mask, top, rest)
 
 
-def _gaussian_kernel(size: int, sigma: float, device: torch.device) -> Tensor:
-    """Normalised 1-D Gaussian of ``size`` taps (centred), as torchvision's gaussian_blur builds it."""
-    t = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
-def _separable_conv(z: Tensor, kernel: Tensor, padding: str) -> Tensor:
-    """Convolve each channel of (B, C, H, W) with the outer product of a 1-D kernel.
-
-    ``padding="replicate"`` keeps the size (edge pixels repeated), ``"valid"`` crops the border.
-    """
-    c, r = z.shape[1], kernel.numel() // 2
-    if padding == "replicate":
-        z = F.pad(z, (r, r, r, r), mode="replicate")
-    z = F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
-    return F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
-
-
 def blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
     """Gaussian blur of (N, C, H, W) images, the canvas of RISE's insertion metric (kernel 11, σ 5).
 
@@ -189,7 +171,7 @@ def blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
     check_positive_int(kernel_size, "kernel_size")
     if kernel_size % 2 == 0 or sigma <= 0:
         raise ValueError(f"blur needs an odd kernel_size and sigma > 0, got {kernel_size} and {sigma}")
-    return _separable_conv(x, _gaussian_kernel(kernel_size, sigma, x.device), "replicate")
+    return separable_conv(x, gaussian_kernel(kernel_size, sigma, x.device), "replicate")
 
 
 def _baseline_image(x: Tensor, baseline: Baseline) -> Tensor:
@@ -588,8 +570,8 @@ def ssim(a: Tensor, b: Tensor, *, data_range: float = 1.0, window: int = 11, sig
     if min(a.shape[-2:]) < window:
         raise ValueError(f"ssim needs maps of at least {window} × {window} pixels, got {tuple(a.shape[-2:])}")
     a, b = a.detach().double(), b.detach().double()
-    kernel = _gaussian_kernel(window, sigma, a.device).double()
-    stats = _separable_conv(torch.stack([a, b, a * a, b * b, a * b], 1), kernel, "valid")
+    kernel = gaussian_kernel(window, sigma, a.device).double()
+    stats = separable_conv(torch.stack([a, b, a * a, b * b, a * b], 1), kernel, "valid")
     mu_a, mu_b, aa, bb, ab = stats.unbind(1)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     var_a, var_b, cov = aa - mu_a ** 2, bb - mu_b ** 2, ab - mu_a * mu_b

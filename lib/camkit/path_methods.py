@@ -16,12 +16,12 @@ import math
 from typing import Callable, Iterator, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .core import (BaseCAM, GradientCAM, Targets, TargetSpec, capture_activation, check_images,
                    check_positive_int, normalize_maps, register, row_chunks, upsample_maps)
 from .layers import LayerSpec
+from .transforms import gaussian_kernel, separable_conv
 
 BaselineSpec = Union[str, Tensor]
 TLaw = Union[str, float, Callable[[int, torch.Generator], Tensor]]
@@ -102,16 +102,11 @@ def check_randomness(seed, generator) -> None:
 # --------------------------------------------------------------------------- input-space helpers
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (N, C, H, W) images, σ in pixels, replicate padding (σ = 0: x)."""
+    """Separable Gaussian blur of (N, C, H, W) images, σ in pixels, radius ⌈3σ⌉, replicate padding (σ = 0: x)."""
     if sigma == 0:
         return x
     radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, L)
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel, groups=x.shape[1])
-    return F.conv2d(rows, kernel.transpose(-1, -2), groups=x.shape[1])
+    return separable_conv(x, gaussian_kernel(2 * radius + 1, sigma, x.device), "replicate")
 
 
 def make_baseline(spec: BaselineSpec, x: Tensor, blur_sigma: float) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -45,3 +46,22 @@ def denormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tenso
     x4 = x.unsqueeze(0) if squeeze else x
     out = (x4 * std_t + mean_t).clamp(0, 1)
     return out[0] if squeeze else out
+
+
+def gaussian_kernel(size: int, sigma: float, device: torch.device) -> Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps centred on the middle one (as torchvision builds it)."""
+    t = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def separable_conv(z: Tensor, kernel: Tensor, padding: str) -> Tensor:
+    """Convolve each channel of (B, C, H, W) with the outer product of a 1-D kernel (rows, then columns).
+
+    ``padding="replicate"`` keeps the size (edge pixels repeated), ``"valid"`` crops the border.
+    """
+    c, r = z.shape[1], kernel.numel() // 2
+    if padding == "replicate":
+        z = F.pad(z, (r, r, r, r), mode="replicate")
+    z = F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return F.conv2d(z, kernel.to(z.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
