@@ -32,13 +32,26 @@ def test_group_resampling_widens_interval_for_clustered_data():
 
 
 def test_paired_claim_signs_by_direction():
-    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 1.0, 2.0, 3.5])
+    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), torch.tensor([0.0, 1.0, 2.0, 3.5, 4.0, 5.5])
     record = stats.paired_claim("A beats B", "test", a, b)
     assert record["verdict"] == "reproduced" and record["difference"] > 0
     lower = stats.paired_claim("A has lower drop", "test", a, b, higher_is_better=False)
     assert lower["verdict"] == "contradicted"
     with pytest.raises(ValueError, match="equal lengths"):
         stats.paired_claim("x", "y", a, b[:2])
+
+
+def test_too_few_independent_units_give_no_verdict():
+    a, b = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), torch.zeros(6)
+    one_source = stats.paired_claim("A beats B", "test", a, b, groups=["x"] * 6)
+    assert one_source["ci95"][0] > 0   # the bootstrap alone would call it reproduced (a zero-width interval)
+    assert one_source["verdict"] == "inconclusive" and "1 independent" in one_source["note"]
+    four = stats.paired_claim("A beats B", "test", a[:4], b[:4])
+    assert four["verdict"] == "inconclusive" and four["n_groups"] == 4
+    five = stats.paired_claim("A beats B", "test", a[:5], b[:5])
+    assert five["verdict"] == "reproduced" and "note" not in five
+    same = stats.equivalence_claim("=", "s", a, a + 1e-3, margin=0.05, groups=["x", "x", "y", "y", "z", "z"])
+    assert same["verdict"] == "inconclusive"
 
 
 def test_identity_claim_and_bad_input():

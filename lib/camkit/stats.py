@@ -8,6 +8,10 @@ from one source are not independent. The verdict:
 - **reproduced**: the interval lies on the claimed side of 0;
 - **inconclusive**: it contains 0;
 - **contradicted**: it lies on the other side.
+
+A bootstrap over a handful of units cannot estimate the spread (with one unit every replicate is
+the same number and the interval has width 0), so a comparison resting on fewer than
+``MIN_GROUPS`` independent units is **inconclusive** whatever its interval.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 import torch
 
 VERDICTS = ("reproduced", "inconclusive", "contradicted")
+MIN_GROUPS = 5   # fewest independent units (groups) on which a paired comparison may give a verdict
 
 
 def bootstrap_mean(values, groups: Optional[Sequence] = None, *, n_boot: int = 2000, level: float = 0.95,
@@ -64,7 +69,8 @@ def paired_claim(claim: str, source: str, scores_a, scores_b, *, higher_is_bette
     """Judge "A beats B" from paired per-image scores; returns a JSON-ready record for the report.
 
     The difference is s_A − s_B when higher is better and s_B − s_A otherwise, so a positive
-    difference always favours A, and :func:`verdict` applies as is.
+    difference always favours A, and :func:`verdict` applies as is, except that fewer than
+    ``MIN_GROUPS`` independent units give "inconclusive" (the record then carries a ``note``).
     """
     a = torch.as_tensor(scores_a, dtype=torch.float64).cpu().ravel()
     b = torch.as_tensor(scores_b, dtype=torch.float64).cpu().ravel()
@@ -72,10 +78,14 @@ def paired_claim(claim: str, source: str, scores_a, scores_b, *, higher_is_bette
         raise ValueError(f"paired scores need equal lengths, got {a.numel()} and {b.numel()}")
     diff = (a - b) if higher_is_better else (b - a)
     mean, low, high = bootstrap_mean(diff, groups, n_boot=n_boot, seed=seed)
-    return {"claim": claim, "source": source, "metric": metric, "model": model, "profile": profile,
-            "n": int(diff.numel()), "n_groups": int(len(set(groups))) if groups is not None else int(diff.numel()),
-            "mean_a": float(a.mean()), "mean_b": float(b.mean()), "difference": mean,
-            "ci95": [low, high], "verdict": verdict(low, high)}
+    n_groups = len({str(g) for g in groups}) if groups is not None else int(diff.numel())
+    record = {"claim": claim, "source": source, "metric": metric, "model": model, "profile": profile,
+              "n": int(diff.numel()), "n_groups": n_groups, "mean_a": float(a.mean()), "mean_b": float(b.mean()),
+              "difference": mean, "ci95": [low, high], "verdict": verdict(low, high)}
+    if n_groups < MIN_GROUPS:
+        record["verdict"] = "inconclusive"
+        record["note"] = f"only {n_groups} independent unit(s); a verdict needs at least {MIN_GROUPS}"
+    return record
 
 
 def identity_claim(claim: str, source: str, error: float, tolerance: float, *, model: str = "",
@@ -98,6 +108,8 @@ def equivalence_claim(claim: str, source: str, scores_a, scores_b, *, margin: fl
         raise ValueError(f"margin must be positive, got {margin}")
     record = paired_claim(claim, source, scores_a, scores_b, **kwargs)
     low, high = record["ci95"]
+    if "note" in record:   # too few independent units: paired_claim already said inconclusive
+        return {**record, "margin": float(margin), "rule": "equivalence (not applied: too few units)"}
     record["verdict"] = ("reproduced" if -margin < low and high < margin else
                          "contradicted" if low >= margin or high <= -margin else "inconclusive")
     record["margin"] = float(margin)
