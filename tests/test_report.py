@@ -28,6 +28,25 @@ def test_bad_parameters_fail_with_clear_messages(changes, error, match):
         report.check_parameters(good(**changes), SPEC)
 
 
+OVERRIDES = {"overrides": {"keys": {"steps": {"type": int, "min": 1}, "n_steps": {"type": int, "min": 2}}}}
+
+
+def test_override_dicts_check_each_given_key():
+    report.check_parameters({"overrides": {}}, OVERRIDES)
+    report.check_parameters({"overrides": {"n_steps": 10}}, OVERRIDES)
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    ({"stepz": 4}, ValueError, r"unknown keys \['stepz'\]; allowed: \['n_steps', 'steps'\]"),
+    ({"n_steps": 1}, ValueError, r"overrides\['n_steps'\]=1 must be >= 2"),
+    ({"steps": 2.5}, TypeError, r"overrides\['steps'\] must be int"),
+    ([("steps", 4)], TypeError, "must be a dict"),
+])
+def test_bad_override_dicts_fail_with_clear_messages(overrides, error, match):
+    with pytest.raises(error, match=match):
+        report.check_parameters({"overrides": overrides}, OVERRIDES)
+
+
 def test_missing_parameter_and_full_profile_without_gpu():
     with pytest.raises(ValueError, match="missing"):
         report.check_parameters({"steps": 1}, SPEC)

@@ -27,7 +27,9 @@ def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None
     """Validate a notebook's papermill parameters against ``spec`` and fail at the top of the notebook.
 
     ``spec`` maps a name to a type (or tuple of types), or to a tuple/list/set of allowed values
-    wrapped as ``{"choices": [...]}``, or to ``{"type": t, "min": lo, "max": hi}``.
+    wrapped as ``{"choices": [...]}``, or to ``{"type": t, "min": lo, "max": hi}``, or, for a dict
+    of optional overrides, to ``{"keys": {key: rule}}`` (unknown keys are an error, each given
+    key is checked against its rule).
     The ``profile`` parameter must be one of :data:`PROFILES`; ``profile="full"`` needs a GPU
     and stops at once without one.
     """
@@ -35,6 +37,15 @@ def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None
         if name not in values:
             raise ValueError(f"parameter {name!r} is missing")
         value = values[name]
+        if isinstance(rule, dict) and "keys" in rule:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"parameter {name} must be a dict, got {type(value).__name__} {value!r}")
+            unknown = sorted(set(value) - set(rule["keys"]))
+            if unknown:
+                raise ValueError(f"parameter {name} has unknown keys {unknown}; allowed: {sorted(rule['keys'])}")
+            check_parameters({f"{name}[{key!r}]": v for key, v in value.items()},
+                             {f"{name}[{key!r}]": rule["keys"][key] for key in value})
+            continue
         if isinstance(rule, dict) and "choices" in rule:
             allowed = rule["choices"]
             items = value if isinstance(value, (list, tuple)) and rule.get("many") else [value]
