@@ -1,19 +1,18 @@
-"""Build the HTML report: run every notebook with papermill, render with nbconvert, add an API page.
+"""Build the HTML report: run every notebook with papermill, then render them as a book (tools/book.py).
 
     python tools/build_report.py --profile default        # what `make report` runs
     python tools/build_report.py --profile cpu --only 11_faithfulness
 
 Parameters per profile come from notebooks/profiles.yaml (`default` = the notebooks' own
-parameters cells). Executed notebooks go to build/notebooks/<profile>/, the HTML report to
-build/report/ (build/report-<profile>/ for other profiles). A notebook whose executed copy is
-newer than its inputs (the notebook, profiles.yaml and lib/camkit) is skipped. A failure names the
-notebook and cell, keeps the previous report and the previous executed copies, and exits 1.
+parameters cells). Executed notebooks go to build/notebooks/<profile>/, the book (Sphinx + myst-nb,
+readable offline from file://) to build/report/ (build/report-<profile>/ for other profiles). A
+notebook whose executed copy is newer than its inputs (the notebook, profiles.yaml and lib/camkit)
+is skipped; --render-only runs none and re-renders the book. A failure names the notebook and cell,
+keeps the previous report and the previous executed copies, and exits 1.
 """
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import shutil
 import sys
 import tempfile
@@ -85,44 +84,12 @@ def execute(notebook: Path, output: Path, params: dict) -> float:
     return time.time() - start
 
 
-def title_of(notebook: Path) -> str:
-    """The first Markdown heading of a notebook, or its file name."""
-    for cell in json.loads(notebook.read_text())["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("# ").strip()
-    return notebook.stem
-
-
 def render(executed: list[Path], report: Path, profile: str) -> None:
-    """HTML for each executed notebook, an index with a table of contents, and the API page."""
-    import nbformat
-    import pdoc
-    from nbconvert import HTMLExporter
+    """The book (tools/book.py: Sphinx + myst-nb over the executed copies, nothing re-executed)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import book
 
-    staging = Path(tempfile.mkdtemp(prefix="report-", dir=report.parent))
-    exporter = HTMLExporter(template_name="lab")
-    rows = []
-    for notebook in executed:
-        body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
-        (staging / f"{notebook.stem}.html").write_text(body)
-        rows.append(f'<li><a href="{notebook.stem}.html">{html.escape(notebook.stem)}</a> — '
-                    f"{html.escape(title_of(notebook))}</li>")
-    pdoc.render.configure(docformat="google")
-    pdoc.pdoc("camkit", output_directory=staging / "api")
-    (staging / "index.html").write_text(f"""<!doctype html><html><head><meta charset="utf-8">
-<title>camkit report ({profile})</title>
-<style>body{{font-family:sans-serif;max-width:52em;margin:2em auto;line-height:1.5}}</style></head><body>
-<h1>camkit: gradient-weighted class activation maps</h1>
-<p>Profile <code>{html.escape(profile)}</code>, built {time.strftime('%Y-%m-%d %H:%M')}.
-Chapters in reading order (0x theory, 1x experiments, 2x performance and reproduction).</p>
-<ol>{''.join(rows)}</ol>
-<p><a href="api/camkit.html">API reference</a> (from the docstrings).</p></body></html>
-""")
-    if report.exists():
-        shutil.rmtree(report)
-    staging.rename(report)
+    book.build(executed, report, profile)
 
 
 def main() -> None:
@@ -130,6 +97,7 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--only", nargs="*", help="notebook stems to run (default: all)")
     parser.add_argument("--force", action="store_true", help="rerun notebooks even when up to date")
+    parser.add_argument("--render-only", action="store_true", help="run no notebook; render the executed copies")
     args = parser.parse_args()
 
     overrides = load_profile(args.profile)
@@ -139,7 +107,7 @@ def main() -> None:
     for notebook in notebook_list():
         output = out_dir / notebook.name
         executed.append(output)
-        if args.only and notebook.stem not in args.only:
+        if args.render_only or args.only and notebook.stem not in args.only:
             continue
         params = parameters_for(notebook, args.profile, overrides)
         if not args.force and is_fresh(output, [notebook, PROFILES_FILE, *library]):

@@ -1,0 +1,390 @@
+"""Render executed notebooks as a book: Sphinx + myst-nb + sphinx-book-theme, offline.
+
+    python tools/book.py                                   # the committed notebooks -> build/book/
+    python tools/book.py --notebooks build/notebooks/cpu --out build/report-cpu --profile cpu
+
+`make report` calls :func:`build` on papermill's executed copies (tools/build_report.py). Nothing
+is executed here. The notebooks are staged into build/book-src/<out name>/ as copies, in the
+repository's layout (chapters at the top, masters under assignments/master/, so the notebooks'
+relative links resolve), and only the copies change:
+
+* plumbing cells get myst-nb tags: the imports, the ``parameters`` cell (and papermill's
+  ``injected-parameters``) and the ``check_parameters`` cell are collapsed (``hide-cell``);
+* ``[key]`` / ```[key]``` citations of references.bib keys in Markdown (and ```key``` in
+  Markdown outputs, as in chapter 29's table) become ``{cite}`key``` for sphinxcontrib-bibtex;
+* a figure's caption (the ``*Figure ...*`` paragraph opening the next Markdown cell) moves into
+  the figure cell's myst-nb metadata, so the image and caption render as one HTML <figure>.
+
+The landing page (index.md) is generated: the abstract (book/abstract.md), the verdict table of
+chapter 29 read by :func:`reproduction_claims`, one key figure, and the table of contents.
+Maths is typeset by MathJax 3 from the ``django-static-mathjax`` wheel, copied into _static.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+MASTERS = NOTEBOOKS / "assignments" / "master"
+BOOK = ROOT / "book"
+BIB = ROOT / "references.bib"
+RESULTS = ROOT / "results"
+FIGURES = ROOT / "figures"
+
+# The landing page's key figure: the first that exists (cpu run first, then the default one).
+KEY_FIGURES = ["10_gallery_efficientnet_lite0_cpu.png", "10_gallery_efficientnet_lite0.png", "00_all_methods.png"]
+KEY_FIGURE_CAPTION = ("Every camkit method on the same photos (pretrained EfficientNet-Lite0, top-1 class); "
+                      "chapter {chapter} draws it and compares the maps.")
+
+# Sidebar parts, in reading order: (caption, predicate on the notebook's stem, staged folder).
+PARTS = [
+    ("Theory", lambda stem: stem[0] == "0"),
+    ("Experiments", lambda stem: stem[0] == "1"),
+    ("Performance and reproduction", lambda stem: stem[0] == "2"),
+]
+VERDICT_ORDER = ["reproduced", "inconclusive", "contradicted", "not measured"]
+
+
+# --------------------------------------------------------------------------- the headline results
+
+def reproduction_claims(results: Path = RESULTS, profiles: tuple[str, ...] = ("cpu", "default")) -> dict:
+    """The claims of chapter 29, from the first ``results/<profile>/29_reproduction.json`` found.
+
+    Returns ``{"path", "profile", "written", "rows"}``; every row has the keys ``claim``,
+    ``source`` (a references.bib key or ""), ``metric``, ``measured``, ``n``, ``model`` and
+    ``verdict`` (plain words). This is the one place that knows the JSON's layout: today its
+    ``table`` list (Markdown-decorated strings), else its ``claims`` records.
+    """
+    for profile in profiles:
+        path = results / profile / "29_reproduction.json"
+        if path.exists():
+            break
+    else:
+        raise FileNotFoundError(f"no 29_reproduction.json under {results} for profiles {profiles}")
+    data = json.loads(path.read_text())
+
+    def plain(value) -> str:
+        return str(value if value is not None else "").strip().strip("`*").strip()
+
+    rows = []
+    if data.get("table"):
+        for r in data["table"]:
+            rows.append({"claim": plain(r.get("claim")), "source": plain(r.get("source")),
+                         "metric": plain(r.get("metric")), "measured": plain(r.get("measured (95 % interval)")),
+                         "n": r.get("N", ""), "model": plain(r.get("model")), "verdict": plain(r.get("verdict"))})
+    else:
+        for r in data.get("claims", []):
+            ci = r.get("ci95")
+            measured = (f"{r['difference']:+.4g} [{ci[0]:+.4g}, {ci[1]:+.4g}]" if ci
+                        else f"error {r.get('difference', float('nan')):.1e}")
+            rows.append({"claim": r["claim"], "source": r.get("source", ""), "metric": r.get("metric", ""),
+                         "measured": measured, "n": r.get("n", ""), "model": r.get("model", ""),
+                         "verdict": r["verdict"]})
+    return {"path": path, "profile": data.get("profile", path.parent.name), "written": data.get("written", ""),
+            "rows": rows}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def verdict_tables(claims: dict) -> tuple[str, str]:
+    """(counts per source and verdict, the full table) as MyST Markdown."""
+    counts: dict[str, Counter] = {}
+    for row in claims["rows"]:
+        counts.setdefault(row["source"] or "(none)", Counter())[row["verdict"]] += 1
+    verdicts = [v for v in VERDICT_ORDER if any(c[v] for c in counts.values())]
+    verdicts += sorted({v for c in counts.values() for v in c} - set(verdicts))
+    lines = ["| source | " + " | ".join(verdicts) + " | claims |", "|---|" + "---:|" * (len(verdicts) + 1)]
+    for source, c in counts.items():
+        cite = f"{{cite:t}}`{source}`" if source != "(none)" else source
+        lines.append(f"| {cite} | " + " | ".join(str(c[v]) for v in verdicts) + f" | {sum(c.values())} |")
+    total = Counter(v for row in claims["rows"] for v in [row["verdict"]])
+    lines.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in verdicts) + f" | **{sum(total.values())}** |")
+    full = ["| claim | source | model | measured (95 % interval) | N | verdict |", "|---|---|---|---|---:|---|"]
+    for r in claims["rows"]:
+        cite = f"{{cite}}`{r['source']}`" if r["source"] else ""
+        full.append(f"| {_cell(r['claim'])} | {cite} | {_cell(r['model'])} | {_cell(r['measured'])} | {r['n']} "
+                    f"| **{_cell(r['verdict'])}** |")
+    return "\n".join(lines), "\n".join(full)
+
+
+# --------------------------------------------------------------------------- staging the notebooks
+
+def bib_keys(bib: Path = BIB) -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", bib.read_text(), flags=re.M))
+
+
+def cite_markdown(text: str, keys: set[str], bare_code: bool = False) -> str:
+    """``[key]``, ```[key]``` (and with ``bare_code`` ```key```) -> ``{cite}`key``` outside code fences."""
+    if not keys:
+        return text
+    alternatives = "|".join(sorted(map(re.escape, keys), key=len, reverse=True))
+    group = rf"(?:{alternatives})(?:\s*[,;]\s*(?:{alternatives}))*"
+    patterns = [re.compile(rf"`\[({group})\]`"), re.compile(rf"(?<![\]`\w])\[({group})\](?![(\[:])")]
+    if bare_code:
+        patterns.append(re.compile(rf"(?<!\}})`({group})`"))
+
+    def cite(match: re.Match) -> str:
+        return "{cite}`" + ",".join(k.strip() for k in re.split(r"[,;]", match.group(1))) + "`"
+
+    parts = re.split(r"(^```.*?^```)", text, flags=re.M | re.S)
+    for i in range(0, len(parts), 2):        # even parts are outside fenced code
+        for pattern in patterns:
+            parts[i] = pattern.sub(cite, parts[i])
+    return "".join(parts)
+
+
+CAPTION = re.compile(r"\A\s*\*((?:Figure|Fig\.)\b[^*]*?)\*[ \t]*(?:\n\s*\n|\Z)", re.S)
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _is_imports(code: str) -> bool:
+    lines = [line for line in code.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return bool(lines) and sum(line.startswith(("import ", "from ")) for line in lines) >= len(lines) / 2
+
+
+def _image_outputs(cell: dict) -> int:
+    return sum(1 for o in cell.get("outputs", []) if any(k.startswith("image/") for k in o.get("data", {})))
+
+
+def prepare_notebook(src: Path, dst: Path, keys: set[str]) -> dict:
+    """Copy ``src`` to ``dst`` with the book's tags, citations and captions; returns counts."""
+    nb = json.loads(src.read_text())
+    cells = nb["cells"]
+    stats = Counter()
+    seen_code = seen_parameters = False
+    for i, cell in enumerate(cells):
+        text = _source(cell)
+        if cell["cell_type"] == "markdown":
+            cell["source"] = cite_markdown(text, keys)
+            continue
+        if cell["cell_type"] != "code":
+            continue
+        meta = cell.setdefault("metadata", {})
+        tags = meta.setdefault("tags", [])
+        label = None
+        if "parameters" in tags or "injected-parameters" in tags:
+            label, seen_parameters = "parameters", True
+        elif "check_parameters(" in text:
+            label = "parameter checks"
+        elif not seen_code and not seen_parameters and _is_imports(text):
+            label = "imports"
+        seen_code = True
+        if label and not {"hide-cell", "remove-cell", "hide-input", "remove-input"} & set(tags):
+            tags.append("hide-cell")
+            meta.setdefault("mystnb", {}).update(code_prompt_show=f"Show the {label}",
+                                                 code_prompt_hide=f"Hide the {label}")
+            stats["hidden"] += 1
+        for output in cell.get("outputs", []):
+            md = output.get("data", {}).get("text/markdown")
+            if md is not None:
+                md = "".join(md) if isinstance(md, list) else md
+                output["data"]["text/markdown"] = cite_markdown(md, keys, bare_code=True)
+        nxt = cells[i + 1] if i + 1 < len(cells) else None
+        if _image_outputs(cell) == 1 and nxt is not None and nxt["cell_type"] == "markdown":
+            match = CAPTION.match(_source(nxt))
+            if match:
+                caption = " ".join(match.group(1).split())
+                meta.setdefault("mystnb", {})["figure"] = {"caption": cite_markdown(caption, keys)}
+                nxt["source"] = _source(nxt)[match.end():]
+                stats["captions"] += 1
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+    return stats
+
+
+def title_of(notebook: Path) -> str:
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in _source(cell).splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("# ").strip()
+    return notebook.stem
+
+
+def staged_name(notebook: Path) -> str:
+    """Where a notebook sits in the book: chapters at the top, masters under assignments/master/."""
+    if (MASTERS / notebook.name).exists() and not (NOTEBOOKS / notebook.name).exists():
+        return f"assignments/master/{notebook.stem}"
+    return notebook.stem
+
+
+def key_figure() -> Path | None:
+    for name in KEY_FIGURES:
+        if (FIGURES / name).exists():
+            return FIGURES / name
+    return None
+
+
+def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
+    """index.md: title, abstract, verdict table, key figure, then the toctrees of the sidebar."""
+    out = ["# camkit: class activation maps, derived, implemented and measured", "",
+           (BOOK / "abstract.md").read_text().strip(), ""]
+    if claims:
+        summary, full = verdict_tables(claims)
+        rel = claims["path"].relative_to(ROOT) if claims["path"].is_relative_to(ROOT) else claims["path"]
+        out += ["## What held", "",
+                f"Verdicts of the {len(claims['rows'])} claims tested, per source, from `{rel}` (the "
+                f"**{claims['profile']}** profile, written {claims['written']}), the result file of "
+                f"[chapter 29](29_reproduction.ipynb). *Reproduced*: the 95 % interval over the independent "
+                "units lies on the claimed side; *inconclusive*: it contains the claimed boundary; "
+                "*contradicted*: it lies on the other side.", "",
+                summary, "", f":::{{dropdown}} All {len(claims['rows'])} claims, one row each", "", full, "", ":::", ""]
+    figure = key_figure()
+    if figure is not None:
+        chapter = figure.name[:2]
+        out += ["## A first look", "", f"```{{figure}} {figure.name}", ":alt: camkit maps of every method",
+                ":width: 100%", "", KEY_FIGURE_CAPTION.format(chapter=chapter), "```", ""]
+    out += [f"*This book is the `{profile}` run of the notebooks, built {time.strftime('%Y-%m-%d %H:%M')}. "
+            "Plumbing cells (imports, parameters, their checks) are collapsed; the notebooks in "
+            "`notebooks/` keep them. Search works offline.*", ""]
+    for caption, predicate in PARTS:
+        members = [d for d in docs if "/" not in d and predicate(d)]
+        if members:
+            out += ["```{toctree}", f":caption: {caption}", ":maxdepth: 1", "", *members, "```", ""]
+    masters = [d for d in docs if d.startswith("assignments/")]
+    if masters:
+        out += ["```{toctree}", ":caption: Assignments (masters, with solutions)", ":maxdepth: 1", "", *masters,
+                "```", ""]
+    out += ["```{toctree}", ":caption: Reference", ":maxdepth: 1", "", "api", "bibliography", "```", ""]
+    return "\n".join(out)
+
+
+API_PAGE = """# API reference
+
+Generated from the docstrings of the installed `camkit` (Sphinx autodoc and autosummary). The
+maths in them uses the notation of [chapter 00](00_overview.ipynb).
+
+```{{eval-rst}}
+.. autosummary::
+   :toctree: generated
+   :recursive:
+
+{modules}
+```
+"""
+
+BIBLIOGRAPHY_PAGE = """# Bibliography
+
+Every paper in `references.bib`; the citations in the chapters link here.
+
+```{bibliography}
+:all:
+```
+"""
+
+
+def api_modules() -> list[str]:
+    """camkit's public top-level submodules (autosummary recurses into them)."""
+    import pkgutil
+
+    try:
+        import camkit
+    except Exception as error:  # noqa: BLE001 - a broken library still gets a book, with a warning
+        print(f"warning: cannot import camkit for the API reference ({error})", file=sys.stderr)
+        return []
+    names = [m.name for m in pkgutil.iter_modules(camkit.__path__) if not m.name.startswith("_")]
+    return [f"camkit.{name}" for name in sorted(names)]
+
+
+def mathjax_static() -> str:
+    """A folder holding ``mathjax/`` (the combined TeX + CHTML component and its fonts) for _static."""
+    target = ROOT / "build" / "book-assets"
+    script = target / "mathjax" / "tex-chtml-full.js"
+    if not script.exists():
+        import mathjax  # the django-static-mathjax wheel: MathJax 3 as package data
+
+        es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+        fonts = es5 / "output" / "chtml" / "fonts" / "woff-v2"
+        shutil.copytree(fonts, target / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2", dirs_exist_ok=True)
+        shutil.copy(es5 / "tex-chtml-full.js", script)
+    return str(target)
+
+
+def stage(notebooks: list[Path], source: Path, profile: str) -> list[str]:
+    """Write the Sphinx source tree for ``notebooks`` into ``source``; returns the documents in order."""
+    if source.exists():
+        shutil.rmtree(source)
+    source.mkdir(parents=True)
+    keys = bib_keys()
+    docs, totals = [], Counter()
+    for notebook in notebooks:
+        name = staged_name(notebook)
+        totals.update(prepare_notebook(notebook, source / f"{name}.ipynb", keys))
+        docs.append(name)
+    try:
+        claims = reproduction_claims()
+    except FileNotFoundError as error:
+        print(f"warning: {error}; the landing page has no verdict table", file=sys.stderr)
+        claims = None
+    (source / "index.md").write_text(cite_markdown(landing_page(docs, profile, claims), keys))
+    modules = api_modules()
+    (source / "api.md").write_text(API_PAGE.format(modules="\n".join(f"   {m}" for m in modules))
+                                   if modules else "# API reference\n\n`camkit` could not be imported.\n")
+    (source / "bibliography.md").write_text(BIBLIOGRAPHY_PAGE)
+    figure = key_figure()
+    if figure is not None:
+        shutil.copy(figure, source / figure.name)
+    print(f"  staged {len(docs)} notebooks ({totals['hidden']} plumbing cells collapsed, "
+          f"{totals['captions']} captions) in {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source}")
+    return docs
+
+
+def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str = "2") -> Path:
+    """Stage ``notebooks`` and run Sphinx into ``out`` (replaced only when the build succeeds)."""
+    source = ROOT / "build" / "book-src" / out.name
+    stage(notebooks, source, profile)
+    staging = out.with_name(out.name + ".partial")
+    doctrees = ROOT / "build" / "book-doctrees" / out.name
+    if staging.exists():
+        shutil.rmtree(staging)
+    mathjax_static()
+    env = {**os.environ, "CAMKIT_BOOK_PROFILE": profile, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", jobs, "-c", str(BOOK),
+               "-d", str(doctrees), str(source), str(staging)]
+    start = time.time()
+    result = subprocess.run(command, env=env, cwd=ROOT)
+    if result.returncode:
+        raise SystemExit(f"sphinx-build failed ({result.returncode}); the previous book is left as it was")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    print(f"  book built in {time.time() - start:.0f} s: {(out / 'index.html')}")
+    return out
+
+
+def default_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+    """Chapters in order, then the assignment masters, from ``folder`` (flat or the repository layout)."""
+    chapters = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if ".failed" not in p.name)
+    masters = sorted(p.name for p in MASTERS.glob("*.ipynb"))
+    flat = [folder / n for n in masters if (folder / n).exists() and not (NOTEBOOKS / n).exists()]
+    return [c for c in chapters if c.name not in masters] + (flat or sorted((folder / "assignments" / "master")
+                                                                           .glob("*.ipynb")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS,
+                        help="executed notebooks (default: the committed ones, which hold their default run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "book")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--jobs", default="2", help="sphinx-build -j")
+    args = parser.parse_args()
+    build(default_notebooks(args.notebooks.resolve()), args.out.resolve(), args.profile, args.jobs)
+
+
+if __name__ == "__main__":
+    main()
