@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= default
 STAMP := $(VENV)/.camkit-installed
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: install data shapes report test assignments bench clean
+.PHONY: install browser data shapes report book lab test assignments bench clean
 .DEFAULT_GOAL := report
 
 # Create the local venv and install the project with its [dev] extra (torch, peers, report tools).
@@ -18,7 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps imgaug==0.4.0
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's chromium for the book's browser test (tests/test_book.py); apt-get only when it is missing.
+browser:
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium (apt-get)"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+		--no-install-recommends chromium; }
 
 # Offline photos from Debian's darknet package into a git-ignored cache (see data/README.md).
 data: install
@@ -28,10 +35,21 @@ data: install
 shapes: install
 	$(PY) tools/train_shapes.py
 
+# Run every notebook (papermill) into build/notebooks/$(PROFILE)/, then the book (Sphinx) into build/report/.
 report: install data
 	$(PY) tools/build_report.py --profile $(PROFILE)
 
+# The book from the committed notebooks as they are (no execution, about a minute): build/book/.
+book: install
+	$(PY) tools/book.py
+
+# JupyterLab on the notebooks (LAB_ARGS="--no-browser --port 8899" for a remote machine).
+lab: install
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+# Figures and results written by the notebooks under test go to build/test/, not the committed ones.
 test: install data
+	CAMKIT_FIGURES_DIR=$(CURDIR)/build/test/figures CAMKIT_RESULTS_DIR=$(CURDIR)/build/test/results \
 	$(PY) -m pytest -p no:cacheprovider --durations=25 tests \
 		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
 		$(wildcard notebooks/[0-9]*.ipynb) $(wildcard notebooks/assignments/master/*.ipynb)
