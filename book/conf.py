@@ -33,7 +33,6 @@ extensions = [
     "sphinx_design",              # the dropdown with the full verdict table
 ]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
-templates_path = ["_templates"]
 html_static_path = ["_static", book.mathjax_static()]
 
 # -- notebooks: already executed by papermill (build/notebooks/<profile>/); never run them here

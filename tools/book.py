@@ -231,7 +231,7 @@ def key_figure() -> Path | None:
 
 def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
     """index.md: title, abstract, verdict table, key figure, then the toctrees of the sidebar."""
-    out = ["# camkit: class activation maps, derived, implemented and measured", "",
+    out = ["# Class activation maps, derived, implemented and measured", "",
            (BOOK / "abstract.md").read_text().strip(), ""]
     if claims:
         summary, full = verdict_tables(claims)
