@@ -43,6 +43,60 @@ def book() -> Path:
     return book_tool.build(book_tool.default_notebooks(), ROOT / "build" / "book-test")
 
 
+# --------------------------------------------------------------------------- staging (no build needed)
+
+def _tool():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import book as book_tool
+
+    return book_tool
+
+
+def test_staged_copy_hides_plumbing_links_citations_and_captions(tmp_path):
+    tool = _tool()
+
+    def cell(kind, source, tags=(), outputs=()):
+        c = {"cell_type": kind, "metadata": {"tags": list(tags)} if tags else {}, "source": source}
+        if kind == "code":
+            c.update(outputs=list(outputs), execution_count=1)
+        return c
+
+    image = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
+    table = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "| a |\n|---|\n| `zhou2016cam` |"}}
+    cells = [cell("markdown", "# 99 · Title\n\nAs in (Zhou et al., 2016 `[zhou2016cam]`) and [selvaraju2017gradcam]; "
+                              "not [a link](x.ipynb) nor `[unknown2020]`."),
+             cell("code", "import torch\n\nimport camkit"),
+             cell("code", "profile = 'default'", tags=["parameters"]),
+             cell("code", "profile = 'cpu'", tags=["injected-parameters"]),
+             cell("code", "camkit.report.check_parameters(globals(), {})"),
+             cell("code", "plt.show()", outputs=[image]),
+             cell("markdown", "*Figure 1: a map ($\\alpha$).*\n\n## Next section"),
+             cell("code", "display(Markdown(table))", outputs=[table])]
+    src, dst = tmp_path / "99_demo.ipynb", tmp_path / "out" / "99_demo.ipynb"
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    src.write_text(json.dumps(nb))
+    stats = tool.prepare_notebook(src, dst, {"zhou2016cam", "selvaraju2017gradcam"})
+    assert json.loads(src.read_text()) == nb, "the source notebook must not change"
+    out = json.loads(dst.read_text())["cells"]
+    assert stats["hidden"] == 4 and stats["captions"] == 1
+    assert [("hide-cell" in c["metadata"].get("tags", [])) for c in out[1:6]] == [True, True, True, True, False]
+    assert out[0]["source"] == ("# 99 · Title\n\nAs in (Zhou et al., 2016 {cite}`zhou2016cam`) and "
+                                "{cite}`selvaraju2017gradcam`; not [a link](x.ipynb) nor `[unknown2020]`.")
+    assert out[5]["metadata"]["mystnb"]["figure"]["caption"] == "Figure 1: a map ($\\alpha$)."
+    assert out[6]["source"] == "## Next section"
+    assert "{cite}`zhou2016cam`" in out[7]["outputs"][0]["data"]["text/markdown"]
+
+
+def test_landing_page_reads_the_reproduction_verdicts():
+    tool = _tool()
+    claims = tool.reproduction_claims()
+    assert claims["rows"] and claims["profile"] in ("cpu", "default")
+    assert {"claim", "source", "measured", "n", "model", "verdict"} <= set(claims["rows"][0])
+    assert {row["verdict"] for row in claims["rows"]} <= {"reproduced", "inconclusive", "contradicted", "not measured"}
+    summary, full = tool.verdict_tables(claims)
+    assert f"| **{len(claims['rows'])}** |" in summary and len(full.splitlines()) == len(claims["rows"]) + 2
+
+
 # --------------------------------------------------------------------------- static checks
 
 class _Refs(HTMLParser):

@@ -177,7 +177,8 @@ def prepare_notebook(src: Path, dst: Path, keys: set[str]) -> dict:
         tags = meta.setdefault("tags", [])
         label = None
         if "parameters" in tags or "injected-parameters" in tags:
-            label, seen_parameters = "parameters", True
+            label = "profile's parameters" if "injected-parameters" in tags else "parameters"
+            seen_parameters = True
         elif "check_parameters(" in text:
             label = "parameter checks"
         elif not seen_code and not seen_parameters and _is_imports(text):
@@ -367,12 +368,12 @@ def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str 
 
 
 def default_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
-    """Chapters in order, then the assignment masters, from ``folder`` (flat or the repository layout)."""
-    chapters = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if ".failed" not in p.name)
+    """Chapters in order, then the assignment masters, from ``folder``: the repository's layout
+    (masters under assignments/master/) or papermill's flat build/notebooks/<profile>/."""
     masters = sorted(p.name for p in MASTERS.glob("*.ipynb"))
-    flat = [folder / n for n in masters if (folder / n).exists() and not (NOTEBOOKS / n).exists()]
-    return [c for c in chapters if c.name not in masters] + (flat or sorted((folder / "assignments" / "master")
-                                                                           .glob("*.ipynb")))
+    chapters = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if ".failed" not in p.name and p.name not in masters)
+    flat = [folder / name for name in masters if (folder / name).exists()]
+    return chapters + (flat or sorted((folder / "assignments" / "master").glob("*.ipynb")))
 
 
 def main() -> None:
