@@ -45,7 +45,7 @@ book: install
 
 # JupyterLab on the notebooks (LAB_ARGS="--no-browser --port 8899" for a remote machine).
 lab: install
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(SUDO),,--allow-root) $(LAB_ARGS)
 
 # Figures and results written by the notebooks under test go to build/test/, not the committed ones.
 test: install data
