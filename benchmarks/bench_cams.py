@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
@@ -46,7 +46,6 @@ from torch import Tensor, nn
 
 import camkit
 import camkit.metrics
-from camkit import path_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = 1
@@ -468,7 +467,7 @@ def section_multi_pass(cfg, device, log) -> list[dict]:
                  "rounds": cfg["multi_rounds"], "reps": 1, "settings": {
                      "smooth_samples": cfg["smooth_samples"], "smooth_sigma": cfg["smooth_sigma"],
                      "ig_steps": cfg["ig_steps"], "eg_samples": cfg["eg_samples"],
-                     "internal_batch_size": path_methods.INTERNAL_BATCH_SIZE},
+                     "internal_batch_size": camkit.common.default_internal_batch_size(device)},
                  "results": {k: summary(v, n) for k, v in times.items()},
                  "agreement": agreements(runners, outputs), "ratios": {}, "memory_mb": {}}
         ig, gc_ = times["camkit:integrated-gradcam"], times["camkit:gradcam"]
@@ -619,9 +618,9 @@ def section_metrics(cfg, device, log) -> dict:
     results = {}
 
     def batched():
-        ins = camkit.metrics.insertion(model, x, maps, classes, n_steps=steps, batch_size=cfg["metrics_batch"],
+        ins = camkit.metrics.insertion(model, x, maps, classes, steps=steps, internal_batch_size=cfg["metrics_batch"],
                                        progress=False)
-        dele = camkit.metrics.deletion(model, x, maps, classes, n_steps=steps, batch_size=cfg["metrics_batch"],
+        dele = camkit.metrics.deletion(model, x, maps, classes, steps=steps, internal_batch_size=cfg["metrics_batch"],
                                        progress=False)
         return ins.auc, dele.auc
 

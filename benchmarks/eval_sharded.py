@@ -78,7 +78,7 @@ def evaluate_indices(model, layer, method: str, dataset: Dataset, indices, steps
         with torch.no_grad():
             c = int(model(x).argmax(1))
         maps = cam(x, c)
-        kw = dict(n_steps=steps, batch_size=steps + 1, progress=False)
+        kw = dict(steps=steps, internal_batch_size=steps + 1, progress=False)
         out[int(i)] = {"class": c,
                        "insertion": camkit.metrics.insertion(model, x, maps, c, **kw).auc.item(),
                        "deletion": camkit.metrics.deletion(model, x, maps, c, **kw).auc.item()}

@@ -1,11 +1,10 @@
 """The shared base: targets, input checks, hooks, output shape and normalisation."""
-import warnings
 
 import pytest
 import torch
 
 import camkit
-from camkit.core import Targets, normalize_maps
+from camkit.methods import Targets, normalize_maps
 from nets import GapLinearNet, ReluHeadNet, hook_count, images
 
 

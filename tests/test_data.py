@@ -11,7 +11,7 @@ from camkit import data
 
 needs_darknet = pytest.mark.skipif(  # under CI=true missing photos fail instead (make data must fetch them)
     not data.darknet_available() and os.environ.get("CI", "").lower() != "true",
-    reason=f"darknet photos not in {data.DARKNET_PHOTO_DIR}: run `make data` (tools/fetch_data.py)")
+    reason="darknet photos not in a camkit data cache: run `make data` (tools/fetch_data.py)")
 
 
 def check_boxes_inside(photo: data.Photo) -> None:
@@ -70,7 +70,7 @@ def test_benchmark_is_deterministic_with_exact_boxes_inside():
         for k, (x0, y0, x1, y1) in enumerate(item.boxes):
             assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128
             for other in item.boxes[k + 1:]:  # copies never overlap
-                assert not data._overlaps((x0, y0, x1, y1), other)
+                assert not data.images._overlaps((x0, y0, x1, y1), other)
         assert item.source.id.startswith(item.source.photo + "/")
         # the background comes from a photo without the pasted class
         background = data.photos([item.background[0]])[0]

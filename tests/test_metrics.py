@@ -136,7 +136,7 @@ def test_deletion_auc_equals_hand_computed(n_steps):
     x, maps = mean_net_case()
     v, hw = by_map(x, maps), 16
     hand = [sum(v[k * hw // n_steps:]) / hw for k in range(n_steps + 1)]  # deleted pixels -> black
-    curve = M.deletion(MeanNet(), x, maps, target=0, n_steps=n_steps, progress=False)
+    curve = M.deletion(MeanNet(), x, maps, target=0, steps=n_steps, progress=False)
     assert curve.x.tolist() == pytest.approx([k / n_steps for k in range(n_steps + 1)])
     assert curve.y[0].tolist() == pytest.approx(hand, abs=1e-6)
     assert curve.auc.item() == pytest.approx(trapezoid(hand), abs=1e-6)
@@ -146,11 +146,11 @@ def test_insertion_auc_equals_hand_computed_on_a_given_canvas():
     x, maps = mean_net_case(seed=3)
     v, hw, n_steps, c = by_map(x, maps), 16, 8, 0.25
     hand = [(sum(v[:k * hw // n_steps]) + c * (hw - k * hw // n_steps)) / hw for k in range(n_steps + 1)]
-    curve = M.insertion(MeanNet(), x, maps, target=0, n_steps=n_steps, canvas=c, progress=False)
+    curve = M.insertion(MeanNet(), x, maps, target=0, steps=n_steps, canvas=c, progress=False)
     assert curve.y[0].tolist() == pytest.approx(hand, abs=1e-6)
     assert curve.auc.item() == pytest.approx(trapezoid(hand), abs=1e-6)
     # the default canvas is the blurred image: the curve starts at the blurred image's mean
-    blurred = M.insertion(MeanNet(), x, maps, target=0, n_steps=n_steps, progress=False)
+    blurred = M.insertion(MeanNet(), x, maps, target=0, steps=n_steps, progress=False)
     assert blurred.y[0, 0].item() == pytest.approx(M.blur(x).mean().item(), abs=1e-6)
     assert blurred.y[0, -1].item() == pytest.approx(x.mean().item(), abs=1e-6)
 
@@ -160,25 +160,27 @@ def test_ties_are_broken_in_raster_order_so_a_constant_map_is_defined():
     raster = x.flatten().tolist()
     hand = [sum(raster[k * 4:]) / 16 for k in range(5)]
     for value in (0.0, 0.5):
-        curve = M.deletion(MeanNet(), x, torch.full((1, 4, 4), value), target=0, n_steps=4, progress=False)
+        curve = M.deletion(MeanNet(), x, torch.full((1, 4, 4), value), target=0, steps=4, progress=False)
         assert curve.y[0].tolist() == pytest.approx(hand, abs=1e-6)
 
 
-def test_blur_is_rise_gaussian_kernel_11_sigma_5_away_from_the_border():
+def test_blur_is_a_gaussian_of_radius_3_sigma_away_from_the_border():
+    """The metrics' "blur" is camkit's one blur (σ = 5 px, radius ⌈3σ⌉ = 15): torchvision's 31-tap kernel."""
     tvf = pytest.importorskip("torchvision.transforms.functional")
-    x = rand(2, 3, 24, 24, seed=2)
-    ours, theirs = M.blur(x), tvf.gaussian_blur(x, [11, 11], [5.0, 5.0])
-    assert torch.allclose(ours[..., 5:-5, 5:-5], theirs[..., 5:-5, 5:-5], atol=1e-6)
+    x = rand(2, 3, 40, 40, seed=2)
+    ours, theirs = M.blur(x), tvf.gaussian_blur(x, [31, 31], [5.0, 5.0])
+    assert torch.allclose(ours[..., 15:-15, 15:-15], theirs[..., 15:-15, 15:-15], atol=1e-6)
+    assert torch.equal(M.blur(x, 2.0), camkit.transforms.gaussian_blur(x, 2.0))
     assert torch.allclose(M.blur(torch.full((1, 1, 8, 8), 0.3)), torch.tensor(0.3))  # no dark border
 
 
 def test_curves_do_not_depend_on_batch_size(cnn, batch):
     x, maps = batch
-    a = M.insertion(cnn, x, maps, n_steps=10, batch_size=7, progress=False)
-    b = M.insertion(cnn, x, maps, n_steps=10, batch_size=None, progress=False)
+    a = M.insertion(cnn, x, maps, steps=10, internal_batch_size=7, progress=False)
+    b = M.insertion(cnn, x, maps, steps=10, internal_batch_size=None, progress=False)
     assert torch.allclose(a.y, b.y, atol=1e-6) and torch.allclose(a.auc, b.auc, atol=1e-6)
     assert (a.y[:, -1] - torch.softmax(cnn(x), 1).amax(1)).abs().max() < 1e-6  # ends at the clean image
-    d = M.deletion(cnn, x, maps, n_steps=10, batch_size=5, progress=False)
+    d = M.deletion(cnn, x, maps, steps=10, internal_batch_size=5, progress=False)
     assert torch.isfinite(d.auc).all() and ((d.auc >= 0) & (d.auc <= 1)).all()
 
 
@@ -199,9 +201,9 @@ def test_constant_and_zero_maps_give_defined_faithfulness_scores(cnn, batch):
         conf = M.keep_confidence(cnn, x, maps, progress=False)
         results = [M.average_drop(conf), M.increase_in_confidence(conf),
                    M.remove_confidence(cnn, x, maps, progress=False).after,
-                   M.insertion(cnn, x, maps, n_steps=4, progress=False).auc,
-                   M.deletion(cnn, x, maps, n_steps=4, progress=False).auc,
-                   M.infidelity(cnn, x, maps, n_perturb=4, progress=False),
+                   M.insertion(cnn, x, maps, steps=4, progress=False).auc,
+                   M.deletion(cnn, x, maps, steps=4, progress=False).auc,
+                   M.infidelity(cnn, x, maps, samples=4, progress=False),
                    M.spearman(maps, maps), M.ssim(maps, maps)]
         assert all(torch.isfinite(r).all() for r in results)
     assert M.spearman(torch.zeros(4, 16, 16), batch[1]).abs().max() == 0
@@ -231,7 +233,7 @@ def test_remove_top_p_matches_pytorch_grad_cam_remove_most_relevant_first(cnn, b
     pc = pytest.importorskip("pytorch_grad_cam.metrics.perturbation_confidence")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
     x, maps = batch[0], rand(4, 16, 16, seed=8)
-    conf = M.remove_confidence(cnn, x, maps, p=25, baseline="zero", progress=False)
+    conf = M.remove_confidence(cnn, x, maps, p=25, baseline="black", progress=False)
     metric = pc.PerturbationConfidenceMetric(pc.RemoveMostRelevantFirst(75, lambda img, keep: img * keep))
     targets = [ClassifierOutputSoftmaxTarget(c) for c in conf.classes.tolist()]
     theirs = metric(x, maps.numpy(), targets, cnn, return_diff=False)
@@ -242,7 +244,7 @@ def test_remove_top_p_equals_hand_computed_for_each_baseline():
     x, maps = mean_net_case(seed=7)
     v = by_map(x, maps)
     mean = x.mean().item()
-    for baseline, fill in (("zero", 0.0), ("mean", mean), (0.9, 0.9)):
+    for baseline, fill in (("black", 0.0), ("mean", mean), (0.9, 0.9)):
         conf = M.remove_confidence(MeanNet(), x, maps, target=0, p=25, baseline=baseline, progress=False)
         assert conf.before.item() == pytest.approx(mean, abs=1e-6)
         assert conf.after.item() == pytest.approx((sum(v[4:]) + 4 * fill) / 16, abs=1e-6)
@@ -267,10 +269,11 @@ def test_infidelity_matches_captum_normalized(cnn, batch, kind, score):
     captum_metrics = pytest.importorskip("captum.metrics")
     x, maps = batch
     n_perturb, side = 12, 5
-    ours = M.infidelity(cnn, x, maps, perturbation=kind, n_perturb=n_perturb, square_size=side,
-                        score=score, seed=3, batch_size=10, progress=False)
+    ours = M.infidelity(cnn, x, maps, perturbation=kind, samples=n_perturb, square_size=side,
+                        score=score, seed=3, internal_batch_size=10, progress=False)
     classes = cnn(x).argmax(1)
-    noise = M._perturbations(x.repeat_interleave(n_perturb, 0), range(len(x) * n_perturb), kind, 0.1, side, 3)
+    seeds = camkit.common.draw_seeds(camkit.common.make_generator(3), len(x) * n_perturb)
+    noise = M._perturbations(x.repeat_interleave(n_perturb, 0), seeds, kind, 0.1, side)
 
     def perturb(inputs):  # captum expands x with repeat_interleave: same order as our sample ids
         return noise, inputs - noise
@@ -283,9 +286,9 @@ def test_infidelity_matches_captum_normalized(cnn, batch, kind, score):
 
 def test_infidelity_is_seeded_batch_size_free_and_scale_invariant(cnn, batch):
     x, maps = batch
-    run = lambda m, **kw: M.infidelity(cnn, x, m, n_perturb=8, progress=False, **kw)
-    base = run(maps, batch_size=5)
-    assert torch.equal(base, run(maps, batch_size=None))
+    run = lambda m, **kw: M.infidelity(cnn, x, m, samples=8, progress=False, **kw)
+    base = run(maps, internal_batch_size=5)
+    assert torch.equal(base, run(maps, internal_batch_size=None))
     assert not torch.equal(base, run(maps, seed=1))
     assert torch.allclose(base, run(0.25 * maps), rtol=1e-5)  # β absorbs the scale of the map
     assert not torch.allclose(run(maps, normalize=False), run(0.25 * maps, normalize=False), rtol=1e-3)
@@ -330,11 +333,11 @@ def test_saturation_curve_of_a_linear_layer_is_flat():
     """A bias-free conv is linear: A(αx) = αA(x), so cos = 1 for α > 0 and 0 (zero embedding) at α = 0."""
     model = TinyCNN(bias=False).eval()
     x = rand(2, 3, 12, 12, seed=6)
-    curve = M.saturation_curve(model, "features.0", x, n_alphas=5, batch_size=3, progress=False)
+    curve = M.saturation_curve(model, "features.0", x, steps=5, internal_batch_size=3, progress=False)
     assert curve.x.tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1])
     assert curve.y[:, 0].tolist() == [0.0, 0.0]
     assert torch.allclose(curve.y[:, 1:], torch.ones(2, 4), atol=1e-5)
-    biased = M.saturation_curve(TinyCNN().eval(), "features", x, n_alphas=5, progress=False)
+    biased = M.saturation_curve(TinyCNN().eval(), "features", x, steps=5, progress=False)
     assert (biased.y[:, -1] - 1).abs().max() < 1e-5 and (biased.y[:, 0] < 1).all()
 
 
@@ -350,7 +353,7 @@ def test_saturation_curve_of_a_linear_layer_is_flat():
     (lambda m, x, e: M.remove_confidence(m, x, e, p=0), r"\(0, 100\)"),
     (lambda m, x, e: M.remove_confidence(m, x, e, p=100), r"\(0, 100\)"),
     (lambda m, x, e: M.remove_confidence(m, x, e, baseline="noise"), "baseline"),
-    (lambda m, x, e: M.insertion(m, x, e, n_steps=0), "n_steps"),
+    (lambda m, x, e: M.insertion(m, x, e, steps=0), "steps"),
     (lambda m, x, e: M.infidelity(m, x, e, perturbation="blur"), "perturbation"),
     (lambda m, x, e: M.infidelity(m, x, e, score="softmax"), "score"),
     (lambda m, x, e: M.keep_confidence(m, x, e, target=[0, 1]), "target"),
@@ -386,10 +389,10 @@ def test_metrics_run_on_the_model_device_and_match_cpu(cuda_device, cnn, batch):
         (M.keep_confidence(cnn, x, maps, progress=False).after, M.keep_confidence(gpu, xg, mg, progress=False).after),
         (M.remove_confidence(cnn, x, maps, baseline="blur", progress=False).after,
          M.remove_confidence(gpu, xg, mg, baseline="blur", progress=False).after),
-        (M.insertion(cnn, x, maps, n_steps=8, progress=False).y, M.insertion(gpu, xg, mg, n_steps=8, progress=False).y),
-        (M.deletion(cnn, x, maps, n_steps=8, progress=False).y, M.deletion(gpu, xg, mg, n_steps=8, progress=False).y),
-        (M.saturation_curve(cnn, "features", x, n_alphas=4, progress=False).y,
-         M.saturation_curve(gpu, "features", xg, n_alphas=4, progress=False).y),
+        (M.insertion(cnn, x, maps, steps=8, progress=False).y, M.insertion(gpu, xg, mg, steps=8, progress=False).y),
+        (M.deletion(cnn, x, maps, steps=8, progress=False).y, M.deletion(gpu, xg, mg, steps=8, progress=False).y),
+        (M.saturation_curve(cnn, "features", x, steps=4, progress=False).y,
+         M.saturation_curve(gpu, "features", xg, steps=4, progress=False).y),
         (M.energy_pointing_game(maps, box), M.energy_pointing_game(mg, box)),
         (M.bbox_score(maps, box), M.bbox_score(mg, box)),
         (M.spearman(maps, maps.flip(-1)), M.spearman(mg, mg.flip(-1))),
@@ -398,8 +401,8 @@ def test_metrics_run_on_the_model_device_and_match_cpu(cuda_device, cnn, batch):
     for cpu, dev in pairs:
         assert dev.device.type == "cuda"
         assert torch.allclose(cpu, dev.cpu(), atol=1e-4)
-    square = M.infidelity(gpu, xg, mg, perturbation="square", n_perturb=6, progress=False)
-    gauss = M.infidelity(gpu, xg, mg, n_perturb=6, progress=False)
+    square = M.infidelity(gpu, xg, mg, perturbation="square", samples=6, progress=False)
+    gauss = M.infidelity(gpu, xg, mg, samples=6, progress=False)
     assert square.device.type == gauss.device.type == "cuda" and torch.isfinite(gauss).all()
     sanity = M.model_randomization(gpu, xg, lambda m, xs, c: camkit.GradCAM(m, "features")(xs, c), progress=False)
     assert sanity.ssim.device.type == "cuda"
@@ -425,3 +428,33 @@ def test_model_randomization_randomises_a_container_whole():
     assert (result.spearman < 0.99).all(), result.spearman
     with pytest.raises(ValueError, match="no parameters"):
         M.model_randomization(model, x, explain, layers=["pool"], progress=False)
+
+
+def test_old_spellings_still_work_with_a_deprecation_warning(cnn, batch):
+    """One vocabulary: n_steps/n_perturb/n_alphas/batch_size and baseline "zero" are old names for
+    steps/samples/steps/internal_batch_size and "black"; they give the same numbers and warn."""
+    x, maps = batch
+    new = M.deletion(cnn, x, maps, steps=4, canvas="black", internal_batch_size=5, progress=False).auc
+    with pytest.warns(DeprecationWarning) as caught:
+        old = M.deletion(cnn, x, maps, n_steps=4, canvas="zero", batch_size=5, progress=False).auc
+    assert torch.equal(new, old)
+    assert {"n_steps", "batch_size", "zero"} <= {word for w in caught for word in ("n_steps", "batch_size", "zero")
+                                                  if word in str(w.message)}
+    with pytest.warns(DeprecationWarning, match="n_perturb"):
+        assert torch.equal(M.infidelity(cnn, x, maps, n_perturb=3, progress=False),
+                           M.infidelity(cnn, x, maps, samples=3, progress=False))
+    with pytest.warns(DeprecationWarning, match="n_alphas"):
+        assert torch.equal(M.saturation_curve(cnn, "features", x, n_alphas=3, progress=False).y,
+                           M.saturation_curve(cnn, "features", x, steps=3, progress=False).y)
+    with pytest.raises(TypeError, match="both"):
+        M.deletion(cnn, x, maps, n_steps=4, steps=4)
+
+
+def test_average_drop_and_increase_per_image_average_to_the_summaries(cnn, batch):
+    x, maps = batch
+    conf = M.keep_confidence(cnn, x, maps, progress=False)
+    drops, increases = M.average_drop(conf, per_image=True), M.increase_in_confidence(conf, per_image=True)
+    assert drops.shape == increases.shape == (x.shape[0],)
+    assert drops.mean().item() == pytest.approx(M.average_drop(conf).item())
+    assert increases.mean().item() == pytest.approx(M.increase_in_confidence(conf).item())
+    assert set(increases.tolist()) <= {0.0, 100.0}

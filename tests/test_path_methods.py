@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camkit.core import METHODS, normalize_maps
-from camkit.gradient_methods import GradCAMPlusPlus
-from camkit.path_methods import (ExpectedGradCAM, IntegratedGradCAM, ScoreCAM, SmoothGradCAMPlusPlus,
-                                 gaussian_blur, make_baseline)
+from camkit.methods import (METHODS, ExpectedGradCAM, GradCAMPlusPlus, IntegratedGradCAM, ScoreCAM,
+                            SmoothGradCAMPlusPlus, normalize_maps)
+from camkit.transforms import gaussian_blur, make_baseline
 
 
 class ReluHead(nn.Module):
@@ -137,7 +136,7 @@ def test_batch_equals_per_image():
     target = torch.tensor([0, 2, 4])
     for cam in (IntegratedGradCAM(model, "features.4", steps=8, baseline="blur", blur_sigma=2.0),
                 IntegratedGradCAM(model, "features.4", steps=8, variant="authors-code"),
-                ScoreCAM(model, "features.4", softmax=False),
+                ScoreCAM(model, "features.4", score="logit"),
                 SmoothGradCAMPlusPlus(model, "features.4", sigma=0.0)):
         batch = raw(cam, x, target)
         single = torch.cat([raw(cam, x[i:i + 1], target[i:i + 1]) for i in range(3)])
@@ -150,7 +149,7 @@ def test_batch_equals_per_image():
     lambda m: ExpectedGradCAM(m, "features.4", samples=6, references="shuffled-pixels", sigma=0.0, seed=3),
     lambda m: ExpectedGradCAM(m, "features.4", samples=6, references=images(5, seed=9), sigma=0.1, seed=3),
     lambda m: SmoothGradCAMPlusPlus(m, "features.4", samples=6, sigma=0.2, seed=3),
-    lambda m: ScoreCAM(m, "features.4", softmax=False),
+    lambda m: ScoreCAM(m, "features.4", score="logit"),
 ], ids=["igcam", "egcam-noise", "egcam-shuffle", "egcam-set", "sgcampp", "scorecam"])
 def test_chunked_equals_unchunked(make):
     model, x = ReluHead().eval(), images(2)
@@ -358,7 +357,7 @@ def hand_scorecam(model: LinearScore, x, target, keep=None):
 def test_scorecam_on_a_linear_score_matches_the_hand_computation(keep):
     model, x = LinearScore().eval(), images(2, size=8)
     target = torch.tensor([2, 0])
-    cam = ScoreCAM(model, "features", softmax=False, max_channels=keep)
+    cam = ScoreCAM(model, "features", score="logit", max_channels=keep)
     weights, maps = hand_scorecam(model, x, target, keep)
     assert torch.allclose(cam.score_weights(x, target), weights, rtol=1e-4, atol=1e-5)
     assert torch.allclose(raw(cam, x, target), maps, rtol=1e-4, atol=1e-5)
@@ -377,7 +376,7 @@ def test_scorecam_softmax_weights_are_probability_gains():
 def test_scorecam_matches_torchcam_at_full_resolution():
     # torchcam (like pytorch-grad-cam) weights maps by softmax over channels of the masked logits,
     # softmax_k(y^c(x ⊙ H^k) − y^c(x_b)). Softmax ignores a shift common to all k, so it equals
-    # softmax_k of our softmax=False weights. At the input resolution there is no upsampling, so
+    # softmax_k of our score="logit" weights. At the input resolution there is no upsampling, so
     # normalising before (torchcam) or after (camkit) upsampling agrees. Tolerance 1e-5.
     from torchcam.methods import ScoreCAM as TorchcamScoreCAM
 
@@ -387,7 +386,7 @@ def test_scorecam_matches_torchcam_at_full_resolution():
         with torch.no_grad():
             scores = model(x)
         theirs = extractor(class_idx=target, scores=scores)[0]
-    cam = ScoreCAM(model, "features.1", softmax=False)
+    cam = ScoreCAM(model, "features.1", score="logit")
     weights = cam.score_weights(x, torch.tensor(target)).softmax(dim=1)
     with torch.no_grad():
         activation = model.features(x)
@@ -451,3 +450,26 @@ def test_maps_stay_on_the_model_device(cuda_device):
                 ScoreCAM(model, "features.4", max_channels=4)):
         maps = cam(x)
         assert maps.device.type == "cuda" and maps.shape == (2, 16, 16) and torch.isfinite(maps).all()
+
+
+def test_old_spellings_of_settings_warn_and_give_the_same_maps():
+    """ScoreCAM(softmax=False) is score="logit"; baseline "zero" is "black" (one vocabulary)."""
+    model, x = ReluHead().eval(), images(2)
+    new = ScoreCAM(model, "features.4", score="logit")(x)
+    with pytest.warns(DeprecationWarning, match="softmax"):
+        old = ScoreCAM(model, "features.4", softmax=False)(x)
+    assert torch.equal(new, old)
+    with pytest.warns(DeprecationWarning, match="zero"):
+        zero = IntegratedGradCAM(model, "features.4", steps=3, baseline="zero")
+    assert torch.equal(zero(x), IntegratedGradCAM(model, "features.4", steps=3, baseline="black")(x))
+
+
+def test_auto_internal_batch_size_is_16_on_cpu_and_gives_the_same_maps():
+    model, x = ReluHead().eval(), images(3)
+    auto = IntegratedGradCAM(model, "features.4", steps=20)
+    assert auto.internal_batch_size == "auto" and auto.rows_per_pass(torch.device("cpu")) == 16
+    assert auto.rows_per_pass(torch.device("cuda")) == 64
+    whole = IntegratedGradCAM(model, "features.4", steps=20, internal_batch_size=None)
+    assert torch.allclose(auto(x, normalize=False), whole(x, normalize=False), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        IntegratedGradCAM(model, "features.4", internal_batch_size="fast")

@@ -1,13 +1,12 @@
 """The bad-input battery: each mistake gives a clear exception that names the problem and what is
 allowed, and leaves no hook on the model, no changed grad mode and no NaN map behind."""
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import camkit
 from camkit import metrics, report
-from camkit.core import normalize_maps
+from camkit.methods import normalize_maps
 from nets import GapLinearNet, ReluHeadNet, hook_count, images
 
 pytestmark = pytest.mark.timeout(120)  # "no hang": pytest-timeout fails a case that blocks

@@ -26,11 +26,11 @@ from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import VisionTransformer
 
 import camkit
-from camkit.core import channels_last_to_first, tokens_to_grid
+from camkit.methods import channels_last_to_first, tokens_to_grid
 from nets import hook_count
 
 try:  # registers the multi-pass methods in camkit.METHODS (a no-op once camkit imports it)
-    importlib.import_module("camkit.path_methods")
+    importlib.import_module("camkit.methods.sampled")
 except ModuleNotFoundError:
     pass
 

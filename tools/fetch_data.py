@@ -1,4 +1,6 @@
-"""Fetch the darknet sample photos (Debian package ``darknet``) into the git-ignored data/cache/.
+"""Fetch the darknet sample photos (Debian package ``darknet``) into camkit's data cache.
+
+The cache is ``camkit.data.paths.cache_dir()``: ``$CAMKIT_DATA_DIR`` if set, else ``~/.cache/camkit``.
 
 ``make data`` runs this. It does ``apt-get download darknet`` and ``dpkg -x`` (no install, no
 root needed for the extraction; ``apt-get update`` is run once if the first download fails).
@@ -16,8 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "data" / "cache"
+from camkit.data.paths import cache_dir  # noqa: E402
+
+CACHE = cache_dir()
 DARKNET_DIR = CACHE / "darknet"
 PHOTO_SUBDIR = Path("usr/share/darknet/data")
 PHOTOS = ("dog", "eagle", "giraffe", "horses", "kite", "person")

@@ -19,14 +19,14 @@ from __future__ import annotations
 import traceback
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 import camkit
-import camkit.core
+import camkit.methods.base
+import camkit.methods.single_pass
 
 __all__ = [
     "CheckFailed", "Blocked", "camkit_blocked", "tiny_cnn", "random_images", "photos",
@@ -175,25 +175,25 @@ def camkit_blocked(targets: Iterable[tuple[object, str]]):
 
 
 def _blocks_gradcam():
-    core, gm, pm = camkit.core, camkit.gradient_methods, _path_methods()
+    core, gm = camkit.methods.base, camkit.methods.single_pass
     targets = [(core.BaseCAM, "__call__"), (core.GradientCAM, "activations_and_gradients"),
                (core.GradientCAM, "compute"), (core.GradientCAM, "combine"), (gm.GradCAM, "channel_weights"),
                (core, "capture_activation"), (core, "normalize_maps"), (core, "upsample_maps")]
-    return targets + ([(pm, "layer_outputs")] if pm else [])
+    return targets + [(core.BaseCAM, "layer_outputs")]
 
 
 def _blocks_gradcampp():
-    core, gm, pm = camkit.core, camkit.gradient_methods, _path_methods()
-    targets = [(core.BaseCAM, "__call__"), (core.GradientCAM, "combine"),
-               (gm.GradCAMPlusPlus, "channel_weights"), (gm, "gradcampp_alpha")]
-    return targets + ([(pm, "moment_alpha")] if pm else [])
+    core, gm = camkit.methods.base, camkit.methods.single_pass
+    return [(core.BaseCAM, "__call__"), (core.GradientCAM, "combine"),
+            (gm.GradCAMPlusPlus, "channel_weights"), (gm, "gradcampp_alpha")]
 
 
 def _blocks_integrated():
     pm = _need_path_methods()
-    return [(camkit.core.BaseCAM, "__call__"), (pm.IntegratedGradCAM, "compute"), (pm.IntegratedGradCAM, "walk"),
-            (pm.IntegratedGradCAM, "layer_attribution"), (pm, "along_path"), (pm, "weighted_sum"),
-            (pm, "accumulate"), (pm, "layer_outputs")]
+    core = camkit.methods.base
+    return [(core.BaseCAM, "__call__"), (pm.SampledGradientCAM, "compute"), (pm.SampledGradientCAM, "passes"),
+            (pm.IntegratedGradCAM, "sample"), (pm.IntegratedGradCAM, "layer_attribution"), (pm, "along_path"),
+            (core, "weighted_sum"), (pm, "accumulate"), (core.BaseCAM, "layer_outputs")]
 
 
 def _blocks_metrics():
@@ -205,7 +205,7 @@ def _blocks_metrics():
 
 def _path_methods():
     try:
-        import camkit.path_methods as pm
+        import camkit.methods.sampled as pm
     except ImportError:
         return None
     return pm
@@ -214,7 +214,7 @@ def _path_methods():
 def _need_path_methods():
     pm = _path_methods()
     if pm is None:
-        raise CheckFailed("camkit.path_methods (IntegratedGradCAM) is not installed; update camkit")
+        raise CheckFailed("camkit.methods.sampled (IntegratedGradCAM) is not installed; update camkit")
     return pm
 
 
@@ -281,18 +281,17 @@ def _tiny_cases(seeds: Sequence[int]):
                random_classes(n, 5, seed))
 
 
-PHOTO_DIR = Path("cache/darknet/usr/share/darknet/data")
 
 
 def photos(names: Sequence[str], size: int = 160, device: torch.device | str = "cpu") -> Tensor:
     """The darknet sample photos (``make data``) as an (N, 3, size, size) batch in [0, 1]."""
     from PIL import Image
-    from camkit.zoo import DATA_DIR, ResizeCrop
+    from camkit.data.images import darknet_dir
+    from camkit.data.zoo import ResizeCrop
 
-    folder = DATA_DIR / PHOTO_DIR
-    missing = [name for name in names if not (folder / f"{name}.jpg").is_file()]
-    if missing:
-        raise FileNotFoundError(f"photos {missing} are not in {folder}; run `make data` first")
+    folder = darknet_dir()
+    if folder is None:
+        raise FileNotFoundError(f"photos {list(names)} are not in a camkit data cache; run `make data` first")
     transform = ResizeCrop(size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch on read-only NumPy arrays of PIL images
@@ -467,7 +466,7 @@ def _alpha_inputs(seed: int):
 def check_alpha_general(fn: Callable, hidden: bool = False) -> None:
     """A2 Task 2: ``fn(A, d2, d3)`` -> α = d2 / (2 d2 + Σ_ab A_ab · d3), 0 where d2 = 0 or the denominator is 0."""
     task = "Task 2 · alpha_general"
-    moment_alpha = _need_path_methods().moment_alpha
+    moment_alpha = camkit.methods.single_pass.gradcampp_alpha
     for seed in ([1, 2, 3] if hidden else [0]):
         activation, grads = _alpha_inputs(seed)
         gen = torch.Generator().manual_seed(seed + 7)
@@ -665,7 +664,7 @@ def check_pixel_path(fn: Callable, auc: Callable, photo=None, hidden: bool = Fal
         for insert in (False, True):
             canvas = metrics.blur(x) if insert else torch.zeros_like(x)
             reference = (metrics.insertion if insert else metrics.deletion)(
-                model, x, maps, classes, n_steps=n_steps, canvas=canvas, progress=False)
+                model, x, maps, classes, steps=n_steps, canvas=canvas, progress=False)
             label = f"{case}, {'insertion onto a blurred' if insert else 'deletion to a black'} canvas, n_steps = {n_steps}"
             with camkit_blocked(_blocks_metrics() if hidden else []):
                 curve = call(task, label, f"scores of shape {tuple(reference.y.shape)}", fn, model, x, maps,
@@ -699,9 +698,9 @@ def check_evaluation(results, model: nn.Module, x: Tensor, maps: dict, classes: 
                  else f"keys {sorted(entry)}")
         conf = metrics.keep_confidence(model, x, method_maps, classes, progress=False)
         want = {"average_drop": metrics.average_drop(conf).reshape(1), "increase": metrics.increase_in_confidence(conf).reshape(1)}
-        want["deletion_auc"] = metrics.deletion(model, x[rows], method_maps[rows], classes[rows], n_steps=n_steps,
-                                                canvas="zero", progress=False).auc
-        want["insertion_auc"] = metrics.insertion(model, x[rows], method_maps[rows], classes[rows], n_steps=n_steps,
+        want["deletion_auc"] = metrics.deletion(model, x[rows], method_maps[rows], classes[rows], steps=n_steps,
+                                                canvas="black", progress=False).auc
+        want["insertion_auc"] = metrics.insertion(model, x[rows], method_maps[rows], classes[rows], steps=n_steps,
                                                   canvas="blur", progress=False).auc
         for key in METRIC_KEYS:
             try:

@@ -5,10 +5,12 @@ g^k_ij = ∂y^c/∂A^k_ij the gradient of the class score y^c (the logit, before
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
-from .core import GradientCAM, register
+from .base import GradientCAM, register
 
 
 @register("gradcam")
@@ -44,12 +46,19 @@ class GradCAMPlusPlus(GradientCAM):
         return (gradcampp_alpha(activation, grads) * grads.relu()).sum(dim=(-2, -1))
 
 
-def gradcampp_alpha(activation: Tensor, grads: Tensor) -> Tensor:
-    """Grad-CAM++ coefficients α (B, K, C, h, w) of Eq. 19 from A (B, C, h, w) and g (B, K, C, h, w)."""
+def gradcampp_alpha(activation: Tensor, grads: Tensor, g3: Optional[Tensor] = None) -> Tensor:
+    r"""Grad-CAM++ coefficients α (B, K, C, h, w) of Eq. 19 from A (B, C, h, w) and g (B, K, C, h, w).
+
+    .. math:: \alpha^k_{ij} = \frac{G_2}{2 G_2 + \sum_{ab} A^k_{ab}\, G_3}
+
+    with G₂ = g², G₃ = g³; or, given ``g3``, with ``grads`` read as the second moment G₂ and ``g3`` as
+    G₃ (Smooth Grad-CAM++ averages the powers over noisy copies). α = 0 where G₂ = 0 or the
+    denominator vanishes.
+    """
+    g2, g3 = (grads.pow(2), grads.pow(3)) if g3 is None else (grads, g3)
     total = activation.sum(dim=(-2, -1), keepdim=True).unsqueeze(1)
-    g2 = grads.pow(2)
-    denominator = 2 * g2 + total * grads.pow(3)
-    usable = (grads != 0) & (denominator != 0)
+    denominator = 2 * g2 + total * g3
+    usable = (g2 != 0) & (denominator != 0)
     return torch.where(usable, g2 / torch.where(usable, denominator, torch.ones_like(denominator)),
                        torch.zeros_like(g2))
 
@@ -79,8 +88,7 @@ class LayerCAM(GradientCAM):
     """
 
     def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
-        maps = (grads.relu() * activation.unsqueeze(1)).sum(dim=2)
-        return maps.relu() if self.relu else maps
+        return (grads.relu() * activation.unsqueeze(1)).sum(dim=2)
 
 
 @register("hirescam")
@@ -95,5 +103,4 @@ class HiResCAM(GradientCAM):
     """
 
     def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
-        maps = (grads * activation.unsqueeze(1)).sum(dim=2)
-        return maps.relu() if self.relu else maps
+        return (grads * activation.unsqueeze(1)).sum(dim=2)

@@ -83,9 +83,24 @@ def repo_root() -> Path:
     return here
 
 
+def results_dir(root: Optional[Path] = None) -> Path:
+    """The folder holding ``<profile>/<notebook>.json``: ``root/results``, else ``$CAMKIT_RESULTS_DIR``,
+    else ``results/`` of :func:`repo_root` (``make test`` points the variable into build/ so the
+    committed results stay untouched)."""
+    if root is not None:
+        return Path(root) / "results"
+    return Path(os.environ.get("CAMKIT_RESULTS_DIR") or repo_root() / "results")
+
+
+def figures_dir() -> Path:
+    """Where :func:`camkit.viz.save_figure` writes: ``$CAMKIT_FIGURES_DIR``, else ``figures/`` of
+    :func:`repo_root`."""
+    return Path(os.environ.get("CAMKIT_FIGURES_DIR") or repo_root() / "figures")
+
+
 def save_results(notebook: str, profile: str, data: Mapping[str, Any], root: Optional[Path] = None) -> Path:
-    """Write ``data`` plus provenance to ``results/<profile>/<notebook>.json``; returns the path."""
-    folder = (root or repo_root()) / "results" / profile
+    """Write ``data`` plus provenance to ``<results>/<profile>/<notebook>.json`` (:func:`results_dir`); returns the path."""
+    folder = results_dir(root) / profile
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"notebook": notebook, "profile": profile,
                "torch": torch.__version__, "python": platform.python_version(),
@@ -99,11 +114,14 @@ def save_results(notebook: str, profile: str, data: Mapping[str, Any], root: Opt
 
 def load_results(notebook: str, profiles: Sequence[str] = ("cpu", "default"),
                  root: Optional[Path] = None) -> dict:
-    """Read the first existing ``results/<profile>/<notebook>.json`` in ``profiles`` order."""
+    """Read the first existing ``<results>/<profile>/<notebook>.json`` in ``profiles`` order, looking in
+    :func:`results_dir` and then in the report's committed ``results/``."""
+    folders = list(dict.fromkeys([results_dir(root), (Path(root) if root else repo_root()) / "results"]))
     for profile in profiles:
-        path = (root or repo_root()) / "results" / profile / f"{notebook}.json"
-        if path.exists():
-            return json.loads(path.read_text())
+        for folder in folders:
+            path = folder / profile / f"{notebook}.json"
+            if path.exists():
+                return json.loads(path.read_text())
     raise FileNotFoundError(f"no results for {notebook!r} under results/{{{','.join(profiles)}}}/; "
                             "run that notebook first (make report)")
 

@@ -6,7 +6,8 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .core import BaseCAM, Targets, capture_activation, register, row_chunks
+from ..common import row_chunks
+from .base import BaseCAM, Targets, capture_activation, register
 from .layers import LayerSpec, resolve_layer
 
 #: Largest relative difference between the model's logits and W·GAP(A) + b accepted as "GAP-linear"
@@ -65,7 +66,7 @@ class CAM(BaseCAM):
     def compute(self, x: Tensor, targets: Targets) -> Tensor:
         layer = self.target_layer(x)
         maps = []
-        for rows in row_chunks(x.shape[0], self.internal_batch_size):
+        for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
             with torch.no_grad(), capture_activation(layer, self.layer_name, detach_below=False,
                                                        reshape=self.reshape) as capture:
                 logits = self.model(x[rows])
@@ -75,8 +76,7 @@ class CAM(BaseCAM):
             self._check_gap_linear(activation, weights, bias, logits)
             index = targets.indices(logits, rows)
             maps.append(torch.einsum("bkc,bchw->bkhw", weights[index], activation))
-        maps = torch.cat(maps)
-        return maps.relu() if self.relu else maps
+        return torch.cat(maps)
 
     def _check_gap_linear(self, activation: Tensor, weights: Tensor, bias: Optional[Tensor], logits: Tensor) -> None:
         expected = activation.mean(dim=(2, 3)) @ weights.T

@@ -8,6 +8,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
+from ..common import model_device
+
 LayerSpec = Union[str, nn.Module, None]
 
 #: Attribute a model may carry to name its own default target layer (camkit's zoo sets it).
@@ -101,12 +103,3 @@ def suggest_layer(model: nn.Module, example_input: Optional[Tensor] = None, *, a
         warnings.warn(f"camkit: layer=None, using {name!r} (output {tuple(shape[1:])}); "
                       f"pass layer={name!r} to silence this", LayerChoice, stacklevel=3)
     return name
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")

@@ -25,12 +25,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .zoo import DATA_DIR, ZooModel, imagenet_classes, load_model
+from .paths import DataUnavailableError, asset, find
+from .zoo import ZooModel, imagenet_classes, load_model
 
 Box = tuple[int, int, int, int]
 
-BOXES_FILE = DATA_DIR / "boxes.json"
-DARKNET_PHOTO_DIR = DATA_DIR / "cache" / "darknet" / "usr" / "share" / "darknet" / "data"
+BOXES_FILE = asset("boxes.json")
+#: Where ``make data`` puts the darknet photos, relative to a data cache (see :mod:`camkit.data.paths`).
+DARKNET_SUBDIR = "darknet/usr/share/darknet/data"
 DARKNET_PHOTOS = ("dog", "eagle", "giraffe", "horses", "kite", "person")
 PACKAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "grace_hopper", "china",
                   "flower", "quokka")
@@ -51,10 +53,6 @@ LICENCES = {
     "quokka": "imgaug sample image (imgaug is MIT-licensed)",
     **{name: "GPL-3.0+ or MIT or WTFPL (Debian package darknet, J. Redmon)" for name in DARKNET_PHOTOS},
 }
-
-
-class DataUnavailableError(FileNotFoundError):
-    """A photo's file is not on this machine (the darknet photos need ``make data``)."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,17 @@ class Photo:
 
 # --------------------------------------------------------------------------- photos
 
+def darknet_dir() -> Optional[Path]:
+    """The folder holding the darknet photos in the first data cache that has them (None: not fetched)."""
+    folder = find(DARKNET_SUBDIR)
+    if folder is None or not all((folder / f"{name}.jpg").is_file() for name in DARKNET_PHOTOS):
+        return None
+    return folder
+
+
 def darknet_available() -> bool:
-    """True when ``make data`` has put the darknet photos into data/cache/."""
-    return all((DARKNET_PHOTO_DIR / f"{name}.jpg").is_file() for name in DARKNET_PHOTOS)
+    """True when ``make data`` has put the darknet photos into a data cache."""
+    return darknet_dir() is not None
 
 
 @lru_cache(maxsize=1)
@@ -123,11 +129,11 @@ def _load_pixels(name: str) -> np.ndarray:
     from PIL import Image
 
     if name in DARKNET_PHOTOS:
-        path = DARKNET_PHOTO_DIR / f"{name}.jpg"
-        if not path.is_file():
+        folder = darknet_dir()
+        if folder is None:
             raise DataUnavailableError(f"photo {name!r} needs the darknet photos: run `make data` "
-                                       f"(tools/fetch_data.py) to unpack them into {DARKNET_PHOTO_DIR}")
-        return np.asarray(Image.open(path).convert("RGB"))
+                                       "(tools/fetch_data.py) to unpack them into a data cache")
+        return np.asarray(Image.open(folder / f"{name}.jpg").convert("RGB"))
     if name in ("chelsea", "coffee", "astronaut", "rocket"):
         import skimage.data
 
@@ -185,7 +191,7 @@ def photos(names: Optional[Sequence[str]] = None) -> list[Photo]:
     if names is None:
         names = PHOTO_NAMES
         if not darknet_available():
-            warnings.warn(f"darknet photos {DARKNET_PHOTOS} are not in {DARKNET_PHOTO_DIR}; run `make data` "
+            warnings.warn(f"darknet photos {DARKNET_PHOTOS} are not in a data cache; run `make data` "
                           "to fetch them. Returning the package photos only.", stacklevel=2)
             names = PACKAGE_PHOTOS
     if isinstance(names, str):
@@ -376,8 +382,8 @@ def localization_benchmark(n: int = 600, seed: int = 0, model: Union[str, ZooMod
     if not 0.0 <= multi_fraction <= 1.0:
         raise ValueError(f"multi_fraction must lie in [0, 1], got {multi_fraction}")
     if not darknet_available():
-        raise DataUnavailableError(f"the localization benchmark needs the darknet photos; run `make data` "
-                                   f"(tools/fetch_data.py) to unpack them into {DARKNET_PHOTO_DIR}")
+        raise DataUnavailableError("the localization benchmark needs the darknet photos; run `make data` "
+                                   "(tools/fetch_data.py) to unpack them into a data cache")
     zoo_model = load_model(model) if isinstance(model, str) else model
     size = size or (zoo_model.input_size if zoo_model is not None else 224)
     all_photos = photos()

@@ -3,7 +3,10 @@ r"""Faithfulness, localization and sanity metrics for class activation maps, bat
 Every metric takes images x (N, C, H, W) in [0, 1] pixel space (black = 0) on the model's device
 and maps E (N, H, W) on the same device, as camkit's methods return them (upsampled to H × W and
 min-max normalised to [0, 1]). Work stays on that device; long loops show a tqdm bar
-(``progress=False`` hides it) and send at most ``batch_size`` inputs through the model at once.
+(``progress=False`` hides it) and send at most ``internal_batch_size`` inputs through the model at
+once. The vocabulary is the methods' (see :mod:`camkit.common`): ``steps`` for path points,
+``samples`` for random draws, ``seed``/``generator``, baselines "black"/"blur"/"mean" with
+``blur_sigma`` (:mod:`camkit.transforms`).
 
 Notation: c is the target class of an image (``target=None``: the model's top-1 class on x),
 f_c(x) its score. The model returns logits; ``score="prob"`` scores with the softmax probability
@@ -23,14 +26,17 @@ from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .core import Targets, TargetSpec, capture_activation, check_images, check_positive_int, row_chunks
-from .layers import LayerSpec, model_device, resolve_layer
-from .transforms import gaussian_kernel, separable_conv
+from ..common import (batched, check_positive_int, check_randomness, check_sigma, default_internal_batch_size,
+                      draw_seeds, make_generator, model_device, per_row, renamed_keywords)
+from ..methods.base import AUTO, BatchSizeSpec, Targets, TargetSpec, capture_activation, check_images
+from ..methods.layers import LayerSpec, resolve_layer
+from ..transforms import BaselineSpec, gaussian_blur, gaussian_kernel, make_baseline, separable_conv
 
 Score = Literal["prob", "logit"]
-Baseline = Union[str, float, Tensor]
+Baseline = BaselineSpec
+#: σ (pixels) of the "blur" canvas of insertion, as in RISE (which truncates its kernel at 11 taps).
+RISE_BLUR_SIGMA = 5.0
 #: Regions of a batch: (N, H, W) bool masks, (N, 4) or (N, K, 4) boxes, or a list of N items
 #: (an (H, W) bool mask, one box, or several boxes as a list / (K, 4) tensor). Boxes are
 #: (x0, y0, x1, y1) in pixels; pixel (i, j) is inside when its centre (j + ½, i + ½) lies in
@@ -119,26 +125,31 @@ def _target_scores(logits: Tensor, classes: Tensor, score: str) -> Tensor:
     return logits.gather(1, classes[:, None])[:, 0].float()
 
 
-def _batched(fn: Callable[[Tensor], Tensor], n: int, device: torch.device, batch_size: Optional[int],
+def _rows(internal_batch_size: BatchSizeSpec, device: torch.device) -> Optional[int]:
+    """``internal_batch_size`` checked, with "auto" resolved for ``device``."""
+    if internal_batch_size == AUTO:
+        return default_internal_batch_size(device)
+    return check_positive_int(internal_batch_size, "internal_batch_size", allow_none=True)
+
+
+def _batched(fn: Callable[[Tensor], Tensor], n: int, device: torch.device, internal_batch_size: BatchSizeSpec,
              progress: bool, desc: str) -> Tensor:
     """cat([fn(idx) for chunks idx of arange(n)]) without autograd: each chunk is one model batch."""
-    chunks = list(row_chunks(n, batch_size))
-    with torch.no_grad():
-        return torch.cat([fn(torch.arange(rows.start, rows.stop, device=device))
-                          for rows in tqdm(chunks, desc=desc, leave=False, disable=not progress or len(chunks) < 2)])
+    return batched(fn, n, device, _rows(internal_batch_size, device), progress=progress, desc=desc)
 
 
 def _prepare(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec, score: str,
-             batch_size: Optional[int], progress: bool, *, unit: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+             internal_batch_size: BatchSizeSpec, progress: bool, *,
+             unit: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Check the inputs; return maps (N, H, W) float32, classes c (N,) and clean scores f_c(x) (N,)."""
     _check_model_input(model, x)
     _check_score(score)
-    check_positive_int(batch_size, "batch_size", allow_none=True)
+    _rows(internal_batch_size, x.device)
     maps = _check_maps(maps, x.shape[0], x.shape[-2:], x.device, unit=unit)
     targets = Targets.parse(target, x.shape[0], x.device)
     if targets.fn is not None or targets.k != 1:
         raise ValueError("metrics need one class index per image: target=None (top-1), an int, or N ints")
-    logits = _batched(lambda i: model(x[i]), x.shape[0], x.device, batch_size, progress, "clean")
+    logits = _batched(lambda i: model(x[i]), x.shape[0], x.device, internal_batch_size, progress, "clean")
     classes = targets.indices(logits)[:, 0]
     return maps, classes, _target_scores(logits, classes, score)
 
@@ -161,45 +172,25 @@ def _replace_top(rank: Tensor, counts: Tensor, top: Tensor, rest: Tensor) -> Ten
     return torch.where(mask, top, rest)
 
 
-def blur(x: Tensor, kernel_size: int = 11, sigma: float = 5.0) -> Tensor:
-    """Gaussian blur of (N, C, H, W) images, the canvas of RISE's insertion metric (kernel 11, σ 5).
-
-    The kernel is the normalised 2-D Gaussian; the border is padded by edge replication so the
-    canvas keeps its brightness (RISE zero-pads, which darkens the borders). Away from the border
-    (5 pixels) this equals ``torchvision.transforms.functional.gaussian_blur(x, 11, 5.0)``.
-    """
-    check_positive_int(kernel_size, "kernel_size")
-    if kernel_size % 2 == 0 or sigma <= 0:
-        raise ValueError(f"blur needs an odd kernel_size and sigma > 0, got {kernel_size} and {sigma}")
-    return separable_conv(x, gaussian_kernel(kernel_size, sigma, x.device), "replicate")
+def blur(x: Tensor, sigma: float = RISE_BLUR_SIGMA) -> Tensor:
+    """The "blur" baseline of the metrics: :func:`camkit.transforms.gaussian_blur` with σ = 5 pixels
+    (RISE's σ; camkit's kernel has radius ⌈3σ⌉ instead of RISE's 11 taps, and replicates edges)."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"blur needs sigma > 0 (pixels), got {sigma!r}")
+    return gaussian_blur(x, float(sigma))
 
 
-def _baseline_image(x: Tensor, baseline: Baseline) -> Tensor:
-    """The image that replaces removed pixels: 'zero' (black), 'mean' (per image and channel), 'blur',
-    a number, or a tensor broadcastable to x."""
-    if isinstance(baseline, str):
-        if baseline == "zero":
-            return torch.zeros_like(x)
-        if baseline == "mean":
-            return x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
-        if baseline == "blur":
-            return blur(x)
-        raise ValueError(f"baseline must be 'zero', 'mean', 'blur', a number or a tensor, got {baseline!r}")
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if torch.is_tensor(baseline):
-        try:
-            return torch.broadcast_to(baseline.to(x.device, x.dtype), x.shape)
-        except RuntimeError:
-            raise ValueError(f"a baseline tensor must broadcast to the images {tuple(x.shape)}, "
-                             f"got {tuple(baseline.shape)}") from None
-    raise TypeError(f"baseline must be a string, a number or a tensor, got {type(baseline).__name__}")
+def _baseline_image(x: Tensor, baseline: Baseline, blur_sigma: float = RISE_BLUR_SIGMA) -> Tensor:
+    """The image that replaces removed pixels (:func:`camkit.transforms.make_baseline`): "black",
+    "mean", "blur" (σ = ``blur_sigma``), a number, or a tensor broadcastable to x."""
+    return make_baseline(baseline, x, check_sigma(blur_sigma, "blur_sigma"))
 
 
 # --------------------------------------------------------------------------- confidence change
 
+@renamed_keywords(batch_size="internal_batch_size")
 def keep_confidence(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
-                    score: Score = "prob", batch_size: Optional[int] = 64,
+                    score: Score = "prob", internal_batch_size: BatchSizeSpec = 64,
                     progress: bool = True) -> Confidence:
     r"""Score of the target class on the explained region only, x ⊙ E ("multiply the image by the CAM").
 
@@ -213,49 +204,57 @@ def keep_confidence(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpe
     >>> conf = keep_confidence(model, x, camkit.GradCAM(model, "layer4")(x))
     >>> average_drop(conf)
     """
-    maps, classes, before = _prepare(model, x, maps, target, score, batch_size, progress, unit=True)
+    maps, classes, before = _prepare(model, x, maps, target, score, internal_batch_size, progress, unit=True)
     after = _batched(lambda i: _target_scores(model(x[i] * maps[i, None]), classes[i], score),
-                     x.shape[0], x.device, batch_size, progress, "keep")
+                     x.shape[0], x.device, internal_batch_size, progress, "keep")
     return Confidence(before, after, classes)
 
 
+@renamed_keywords(batch_size="internal_batch_size")
 def remove_confidence(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
-                      p: float = 25.0, baseline: Baseline = "zero", score: Score = "prob",
-                      batch_size: Optional[int] = 64, progress: bool = True) -> Confidence:
+                      p: float = 25.0, baseline: Baseline = "black", blur_sigma: float = RISE_BLUR_SIGMA,
+                      score: Score = "prob", internal_batch_size: BatchSizeSpec = 64,
+                      progress: bool = True) -> Confidence:
     r"""Score of the target class after removing the top-p % most important pixels (IISc report, method 2).
 
     .. math:: O = f_c\big(x \odot (1 - T_p) + b \odot T_p\big), \qquad T_p = [\,\mathrm{rank}_E(i) < \mathrm{round}(p \cdot HW / 100)\,]
 
     where rank_E orders the pixels by decreasing E (ties in raster order) and b is the baseline:
-    ``"zero"`` (black), ``"mean"`` (each image's channel means), ``"blur"`` (:func:`blur`), a number
-    or a tensor. A faithful map makes O drop. p must lie in (0, 100).
+    ``"black"``, ``"mean"`` (each image's channel means), ``"blur"`` (:func:`blur`, σ = ``blur_sigma``),
+    a number or a tensor. A faithful map makes O drop. p must lie in (0, 100).
     """
     if not 0 < p < 100:
         raise ValueError(f"p is a percentage of pixels and must lie in (0, 100), got {p}")
-    maps, classes, before = _prepare(model, x, maps, target, score, batch_size, progress)
+    maps, classes, before = _prepare(model, x, maps, target, score, internal_batch_size, progress)
     rank = _pixel_rank(maps)
     count = torch.full((x.shape[0],), round(p * rank.shape[1] / 100), device=x.device)
-    removed = _replace_top(rank, count, _baseline_image(x, baseline), x)
+    removed = _replace_top(rank, count, _baseline_image(x, baseline, blur_sigma), x)
     after = _batched(lambda i: _target_scores(model(removed[i]), classes[i], score),
-                     x.shape[0], x.device, batch_size, progress, "remove")
+                     x.shape[0], x.device, internal_batch_size, progress, "remove")
     return Confidence(before, after, classes)
 
 
-def average_drop(conf: Confidence) -> Tensor:
+def average_drop(conf: Confidence, *, per_image: bool = False) -> Tensor:
     r"""Average Drop % (Chattopadhay et al., Grad-CAM++, Eq. 20): lower is better.
 
     .. math:: \mathrm{AD} = \frac{100}{N} \sum_i \frac{\max(0,\, Y_i - O_i)}{Y_i}
 
-    with Y, O from :func:`keep_confidence` (softmax probabilities, so Y > 0).
+    with Y, O from :func:`keep_confidence` (softmax probabilities, so Y > 0). ``per_image=True``
+    returns the N terms 100·max(0, Y_i − O_i)/Y_i instead of their mean (for paired statistics).
     """
     if (conf.before <= 0).any():
         raise ValueError("Average Drop divides by Y and needs positive scores; use score='prob'")
-    return 100 * ((conf.before - conf.after).clamp_min(0) / conf.before).mean()
+    drops = 100 * (conf.before - conf.after).clamp_min(0) / conf.before
+    return drops if per_image else drops.mean()
 
 
-def increase_in_confidence(conf: Confidence) -> Tensor:
-    r"""Increase in Confidence % (Chattopadhay et al., Grad-CAM++, Sec. 4.1.2): 100 · mean(O > Y); higher is better."""
-    return 100 * (conf.after > conf.before).float().mean()
+def increase_in_confidence(conf: Confidence, *, per_image: bool = False) -> Tensor:
+    r"""Increase in Confidence % (Chattopadhay et al., Grad-CAM++, Sec. 4.1.2): 100 · mean(O > Y); higher is better.
+
+    ``per_image=True`` returns the N indicators 100·[O_i > Y_i] instead of their mean.
+    """
+    increases = 100 * (conf.after > conf.before).float()
+    return increases if per_image else increases.mean()
 
 
 def win(a: Confidence, b: Confidence) -> Tensor:
@@ -274,22 +273,23 @@ def win(a: Confidence, b: Confidence) -> Tensor:
 # --------------------------------------------------------------------------- insertion / deletion
 
 def _pixel_path_curve(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec, canvas: Baseline,
-                      insert: bool, n_steps: int, score: str, batch_size: Optional[int], progress: bool) -> Curve:
+                      blur_sigma: float, insert: bool, steps: int, score: str, internal_batch_size: BatchSizeSpec,
+                      progress: bool) -> Curve:
     """Scores along the path that moves the best-ranked pixels from x onto a canvas (or the reverse)."""
-    check_positive_int(n_steps, "n_steps")
-    maps, classes, _ = _prepare(model, x, maps, target, score, batch_size, progress)
+    check_positive_int(steps, "steps")
+    maps, classes, _ = _prepare(model, x, maps, target, score, internal_batch_size, progress)
     rank = _pixel_rank(maps)
-    background = _baseline_image(x, canvas)
+    background = _baseline_image(x, canvas, blur_sigma)
     top, rest = (x, background) if insert else (background, x)
-    points = n_steps + 1
+    points = steps + 1
     pixels = rank.shape[1]
 
     def scores(j: Tensor) -> Tensor:
         i, k = j // points, j % points
-        counts = (k * pixels) // n_steps  # n_k = ⌊k·HW / n_steps⌋ pixels changed at step k
+        counts = (k * pixels) // steps  # n_k = ⌊k·HW / steps⌋ pixels changed at step k
         return _target_scores(model(_replace_top(rank[i], counts, top[i], rest[i])), classes[i], score)
 
-    y = _batched(scores, x.shape[0] * points, x.device, batch_size, progress,
+    y = _batched(scores, x.shape[0] * points, x.device, internal_batch_size, progress,
                  "insertion" if insert else "deletion").reshape(x.shape[0], points)
     fractions = torch.linspace(0, 1, points, device=x.device)
     return Curve(fractions, y, torch.trapezoid(y, fractions, dim=1))
@@ -297,35 +297,39 @@ def _pixel_path_curve(model: nn.Module, x: Tensor, maps: Tensor, target: TargetS
 
 _PATH_DOC = r"""
 
-    Pixels are ranked by decreasing E (ties in raster order). At step k = 0 … n_steps the
-    n_k = ⌊k · HW / n_steps⌋ best-ranked pixels have been {verb}; the curve is the softmax
-    probability f_c of each such image against the fraction k / n_steps, and the score is its
+    Pixels are ranked by decreasing E (ties in raster order). At step k = 0 … steps the
+    n_k = ⌊k · HW / steps⌋ best-ranked pixels have been {verb}; the curve is the softmax
+    probability f_c of each such image against the fraction k / steps, and the score is its
     trapezoid-rule area under the curve, in [0, 1] for probabilities:
 
     .. math:: \mathrm{{AUC}} = \frac{{1}}{{n}} \sum_{{k=1}}^{{n}} \frac{{f_c(x_{{k-1}}) + f_c(x_k)}}{{2}}
 
-    All N · (n_steps + 1) images go through the model in batches of ``batch_size``.
-    Returns :class:`Curve` (fractions (n_steps + 1,), scores (N, n_steps + 1), auc (N,)).
+    All N · (steps + 1) images go through the model in batches of ``internal_batch_size``.
+    Returns :class:`Curve` (fractions (steps + 1,), scores (N, steps + 1), auc (N,)).
     """
 
 
-def insertion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, n_steps: int = 100,
-              canvas: Baseline = "blur", score: Score = "prob", batch_size: Optional[int] = 64,
-              progress: bool = True) -> Curve:
-    return _pixel_path_curve(model, x, maps, target, canvas, True, n_steps, score, batch_size, progress)
+@renamed_keywords(n_steps="steps", batch_size="internal_batch_size")
+def insertion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, steps: int = 100,
+              canvas: Baseline = "blur", blur_sigma: float = RISE_BLUR_SIGMA, score: Score = "prob",
+              internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Curve:
+    return _pixel_path_curve(model, x, maps, target, canvas, blur_sigma, True, steps, score, internal_batch_size,
+                             progress)
 
 
-def deletion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, n_steps: int = 100,
-             canvas: Baseline = "zero", score: Score = "prob", batch_size: Optional[int] = 64,
-             progress: bool = True) -> Curve:
-    return _pixel_path_curve(model, x, maps, target, canvas, False, n_steps, score, batch_size, progress)
+@renamed_keywords(n_steps="steps", batch_size="internal_batch_size")
+def deletion(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *, steps: int = 100,
+             canvas: Baseline = "black", blur_sigma: float = RISE_BLUR_SIGMA, score: Score = "prob",
+             internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Curve:
+    return _pixel_path_curve(model, x, maps, target, canvas, blur_sigma, False, steps, score, internal_batch_size,
+                             progress)
 
 
 insertion.__doc__ = r"""Insertion AUC (Petsiuk et al., RISE, BMVC 2018, https://arxiv.org/abs/1806.07421), (N,): higher
     is better.
 
-    Image pixels are inserted into a canvas, by default x blurred by :func:`blur` (kernel 11, σ 5,
-    as in RISE); ``canvas`` also takes 'zero', 'mean', a number or a tensor.""" + _PATH_DOC.format(
+    Image pixels are inserted into a canvas, by default x blurred by :func:`blur` (σ = ``blur_sigma`` = 5 px,
+    RISE's σ); ``canvas`` also takes 'black', 'mean', a number or a tensor; ``blur_sigma`` sets the blur.""" + _PATH_DOC.format(
     verb="copied from x onto the canvas")
 deletion.__doc__ = r"""Deletion AUC (Petsiuk et al., RISE, BMVC 2018, https://arxiv.org/abs/1806.07421), (N,): lower
     is better.
@@ -337,32 +341,29 @@ deletion.__doc__ = r"""Deletion AUC (Petsiuk et al., RISE, BMVC 2018, https://ar
 
 # --------------------------------------------------------------------------- infidelity
 
-def _perturbations(rows: Tensor, sample_ids: Sequence[int], kind: str, sigma: float, square_size: int,
-                   seed: int) -> Tensor:
-    """Perturbations I (B, C, H, W) for the images ``rows``; sample j is drawn from a generator seeded
-    with (seed, j), so a result does not depend on ``batch_size``."""
-    noise_gen = torch.Generator(device=rows.device)
-    place_gen = torch.Generator()
-    out = []
-    for row, j in zip(rows, sample_ids):
-        if kind == "gaussian":
-            noise_gen.manual_seed(hash((seed, j)) & 0x7FFF_FFFF_FFFF_FFFF)
-            out.append(sigma * torch.randn(row.shape, generator=noise_gen, device=row.device, dtype=row.dtype))
-        else:
-            place_gen.manual_seed(hash((seed, j)) & 0x7FFF_FFFF_FFFF_FFFF)
-            top, left = (torch.randint(0, n - square_size + 1, (1,), generator=place_gen).item()
-                         for n in row.shape[-2:])
-            square = torch.zeros_like(row)
-            square[:, top:top + square_size, left:left + square_size] = 1
-            out.append(row * square)
-    return torch.stack(out)
+def _perturbations(rows: Tensor, seeds: Sequence[int], kind: str, sigma: float, square_size: int) -> Tensor:
+    """Perturbations I (B, C, H, W) for the images ``rows``, each drawn from its own row seed
+    (:func:`camkit.common.per_row`), so a result does not depend on ``internal_batch_size``."""
+    shape = rows.shape[1:]
+    if kind == "gaussian":
+        return sigma * per_row(seeds, rows.device, lambda g: torch.randn(shape, generator=g, device=rows.device,
+                                                                         dtype=rows.dtype))
+    corners = per_row(seeds, rows.device, lambda g: torch.stack([
+        torch.randint(0, n - square_size + 1, (), generator=g, device=rows.device) for n in shape[-2:]]))
+    ii = torch.arange(shape[-2], device=rows.device)
+    jj = torch.arange(shape[-1], device=rows.device)
+    inside_i = (ii >= corners[:, :1]) & (ii < corners[:, :1] + square_size)
+    inside_j = (jj >= corners[:, 1:]) & (jj < corners[:, 1:] + square_size)
+    square = (inside_i[:, :, None] & inside_j[:, None, :]).unsqueeze(1)
+    return rows * square.to(rows.dtype)
 
 
+@renamed_keywords(n_perturb="samples", batch_size="internal_batch_size")
 def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
-               perturbation: Literal["gaussian", "square"] = "gaussian", n_perturb: int = 50,
+               perturbation: Literal["gaussian", "square"] = "gaussian", samples: int = 50,
                sigma: float = 0.1, square_size: Optional[int] = None, normalize: bool = True,
-               score: Score = "logit", seed: int = 0, batch_size: Optional[int] = 64,
-               progress: bool = True) -> Tensor:
+               score: Score = "logit", seed: Optional[int] = 0, generator: Optional[torch.Generator] = None,
+               internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Tensor:
     r"""Infidelity (Yeh et al., NeurIPS 2019, https://arxiv.org/abs/1901.09392), (N,); lower is better.
 
     .. math:: \mathrm{INFD}(\Phi, f, x) = \mathbb{E}_I\Big[\big(\beta\, I^\top \Phi - (f_c(x) - f_c(x - I))\big)^2\Big],
@@ -371,33 +372,36 @@ def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = N
     The attribution Φ is the map E broadcast over the channels. β is the optimal scale of Φ
     (captum's ``infidelity(..., normalize=True)``; ``normalize=False`` uses β = 1), so the score
     measures faithfulness, not the arbitrary scale of a normalised map; β = 0 when IᵀΦ ≡ 0.
-    The expectation is the mean over ``n_perturb`` samples per image of
+    The expectation is the mean over ``samples`` perturbations per image of
 
     - ``"gaussian"``: I ~ N(0, σ²) per pixel and channel (x − I is a noisy image);
     - ``"square"``: I = x ⊙ S for a random square S of side ``square_size`` (default ⌊min(H, W)/4⌋),
       so x − I blacks the square out.
 
     f_c is the logit by default, as in captum's examples (``score="prob"`` for probabilities).
-    Samples are seeded by ``seed`` and their index, so results repeat across runs and batch sizes.
+    ``seed`` (default 0) or ``generator`` fix the draws, as in the methods: each perturbation comes
+    from its own row seed, so results repeat across runs and ``internal_batch_size``.
     """
     if perturbation not in ("gaussian", "square"):
         raise ValueError(f"perturbation must be 'gaussian' or 'square', got {perturbation!r}")
-    check_positive_int(n_perturb, "n_perturb")
-    if sigma <= 0:
+    check_positive_int(samples, "samples")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    maps, classes, clean = _prepare(model, x, maps, target, score, batch_size, progress)
+    check_randomness(seed, generator)
+    maps, classes, clean = _prepare(model, x, maps, target, score, internal_batch_size, progress)
     side = max(1, min(x.shape[-2:]) // 4) if square_size is None else check_positive_int(square_size, "square_size")
     if side > min(x.shape[-2:]):
         raise ValueError(f"square_size {side} does not fit in images of size {tuple(x.shape[-2:])}")
+    seeds = draw_seeds(make_generator(seed, generator), x.shape[0] * samples)
 
     def dot_and_diff(j: Tensor) -> Tensor:
-        i = j // n_perturb
-        noise = _perturbations(x[i], j.tolist(), perturbation, sigma, side, seed)
+        i = j // samples
+        noise = _perturbations(x[i], [seeds[k] for k in j.tolist()], perturbation, sigma, side)
         dot = (noise * maps[i, None]).sum(dim=(1, 2, 3))
         return torch.stack([dot, clean[i] - _target_scores(model(x[i] - noise), classes[i], score)], 1)
 
-    dot, diff = _batched(dot_and_diff, x.shape[0] * n_perturb, x.device, batch_size, progress,
-                         "infidelity").double().reshape(x.shape[0], n_perturb, 2).unbind(-1)
+    dot, diff = _batched(dot_and_diff, x.shape[0] * samples, x.device, internal_batch_size, progress,
+                         "infidelity").double().reshape(x.shape[0], samples, 2).unbind(-1)
     if normalize:
         energy = dot.pow(2).sum(1)
         beta = (dot * diff).sum(1) / torch.where(energy > 0, energy, torch.ones_like(energy))
@@ -637,6 +641,8 @@ def model_randomization(model: nn.Module, x: Tensor, explain: Explainer, target:
     device = model_device(model)
     randomized = copy.deepcopy(model)
     rho, sim = [], []
+    from tqdm.auto import tqdm
+
     for step, name in enumerate(tqdm(layers, desc="randomise", leave=False, disable=not progress)):
         if not cascading:
             randomized = copy.deepcopy(model)
@@ -650,37 +656,38 @@ def model_randomization(model: nn.Module, x: Tensor, explain: Explainer, target:
 
 # --------------------------------------------------------------------------- saturation
 
-def saturation_curve(model: nn.Module, layer: LayerSpec, x: Tensor, *, n_alphas: int = 21,
-                     baseline: Baseline = "zero", batch_size: Optional[int] = 64,
-                     progress: bool = True) -> Curve:
-    r"""Internal saturation curve (as motivated in Expected Grad-CAM, Buono et al. 2024), (N, n_alphas).
+@renamed_keywords(n_alphas="steps", batch_size="internal_batch_size")
+def saturation_curve(model: nn.Module, layer: LayerSpec, x: Tensor, *, steps: int = 21,
+                     baseline: Baseline = "black", blur_sigma: float = RISE_BLUR_SIGMA,
+                     internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Curve:
+    r"""Internal saturation curve (as motivated in Expected Grad-CAM, Buono et al. 2024), (N, steps).
 
     .. math:: s_i(\alpha) = \cos\big(A(b + \alpha (x_i - b)),\ A(x_i)\big), \qquad \alpha \in [0, 1]
 
-    A is the target layer's embedding (flattened), b the baseline (``"zero"`` = black gives the
-    α·x scaling path; also 'mean', 'blur', a number or a tensor). A curve that reaches ≈ 1 early
-    means the layer saturates: gradients at x say little about most of the path. The cosine of a
-    zero embedding is 0. Returns :class:`Curve` (α (n_alphas,), s (N, n_alphas), auc (N,)).
+    at ``steps`` evenly spaced α. A is the target layer's embedding (flattened), b the baseline
+    (``"black"`` gives the α·x scaling path; also 'mean', 'blur', a number or a tensor). A curve that
+    reaches ≈ 1 early means the layer saturates: gradients at x say little about most of the path.
+    The cosine of a zero embedding is 0. Returns :class:`Curve` (α (steps,), s (N, steps), auc (N,)).
     """
     _check_model_input(model, x)
-    check_positive_int(n_alphas, "n_alphas")
-    if n_alphas < 2:
-        raise ValueError(f"n_alphas must be at least 2 (α = 0 and 1), got {n_alphas}")
+    check_positive_int(steps, "steps")
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 (α = 0 and 1), got {steps}")
     name, module = resolve_layer(model, layer)
-    start = _baseline_image(x, baseline)
-    alphas = torch.linspace(0, 1, n_alphas, device=x.device)
+    start = _baseline_image(x, baseline, blur_sigma)
+    alphas = torch.linspace(0, 1, steps, device=x.device)
 
     def embed(inputs: Tensor) -> Tensor:
         with capture_activation(module, name, detach_below=False) as capture:
             model(inputs)
         return capture.get().flatten(1).float()
 
-    reference = _batched(lambda i: embed(x[i]), x.shape[0], x.device, batch_size, progress, "embed")
+    reference = _batched(lambda i: embed(x[i]), x.shape[0], x.device, internal_batch_size, progress, "embed")
 
     def similarity(j: Tensor) -> Tensor:
-        i, alpha = j // n_alphas, alphas[j % n_alphas].reshape(-1, 1, 1, 1)
+        i, alpha = j // steps, alphas[j % steps].reshape(-1, 1, 1, 1)
         return F.cosine_similarity(embed(start[i] + alpha * (x[i] - start[i])), reference[i], dim=1)
 
-    y = _batched(similarity, x.shape[0] * n_alphas, x.device, batch_size, progress,
-                 "saturation").reshape(x.shape[0], n_alphas)
+    y = _batched(similarity, x.shape[0] * steps, x.device, internal_batch_size, progress,
+                 "saturation").reshape(x.shape[0], steps)
     return Curve(alphas, y, torch.trapezoid(y, alphas, dim=1))

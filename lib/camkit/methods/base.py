@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import LayerSpec, model_device, resolve_layer, suggest_layer
+from ..common import check_positive_int, default_internal_batch_size, model_device, row_chunks
+from .layers import LayerSpec, resolve_layer, suggest_layer
 
 TargetSpec = Union[None, int, Sequence[int], Tensor, Callable[[Tensor], Tensor]]
 
@@ -237,7 +238,7 @@ def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool,
             raise ValueError(f"layer {layer_name!r} returns shape {tuple(output.shape)}"
                              f"{'' if reshape is None else f', reshaped to {tuple(shaped.shape)}'}, not a "
                              "spatial (N, C, h, w) map; pick a convolutional feature layer, or pass "
-                             "reshape= (e.g. camkit.core.tokens_to_grid) for a token layer")
+                             "reshape= (e.g. camkit.tokens_to_grid) for a token layer")
         if not detach_below:
             capture.activation = shaped.clone()  # an in-place op that follows (ReLU(inplace=True)) must not change A
             return None
@@ -257,23 +258,12 @@ def capture_activation(layer: nn.Module, layer_name: str, *, detach_below: bool,
         torch.set_grad_enabled(previous_grad_mode)
 
 
-def row_chunks(n: int, size: Optional[int]) -> Iterator[slice]:
-    """Slices covering range(n) in chunks of at most ``size`` rows (all at once for None)."""
-    size = n if size is None else size
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
-def check_positive_int(value, name: str, allow_none: bool = False) -> Optional[int]:
-    """Validate an integer setting such as ``steps`` or ``internal_batch_size``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-    return value
-
-
 # --------------------------------------------------------------------------- base classes
+
+#: ``internal_batch_size="auto"``: 16 rows per pass on a CPU, 64 on an accelerator (see camkit.common).
+AUTO = "auto"
+BatchSizeSpec = Union[int, None, str]
+
 
 class BaseCAM:
     """Base of every method: ``maps = method(x, target)``.
@@ -283,8 +273,8 @@ class BaseCAM:
         layer: target layer as a dotted name (``"layer4"``) or a submodule; None picks
             :func:`camkit.suggest_layer` on the first call and announces it.
         relu: apply ReLU to the final map (each method documents its default).
-        internal_batch_size: the most input rows sent through the model at once
-            (None: the whole batch); bounds peak memory.
+        internal_batch_size: the most input rows sent through the model at once (None: the
+            whole batch; ``"auto"``: 16 on a CPU, 64 on an accelerator); bounds peak memory.
         reshape: turns the layer's output into the (N, C, h, w) map A, for layers that are not
             channels-first maps: :func:`tokens_to_grid` for ViT tokens (N, 1 + h·w, C),
             :func:`channels_last_to_first` for Swin's (N, h, w, C). It may only select and
@@ -298,14 +288,15 @@ class BaseCAM:
     Calling returns float32 maps on ``x``'s device, shape (N, H, W) for one target per image or
     (N, K, H, W) for an (N, K) target tensor, bilinearly upsampled (align_corners=False) and
     min-max normalised per map; ``normalize=False, upsample=False`` gives the raw (N, h, w) maps.
-    Hooks exist only while a call runs.
+    Hooks exist only while a call runs. A method implements :meth:`compute` (raw maps before the
+    ReLU); the ReLU, upsampling, normalisation and squeezing happen here.
     """
 
     name: str = ""
     relu_default: bool = True
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, relu: Optional[bool] = None,
-                 internal_batch_size: Optional[int] = None, reshape: Optional[Callable[[Tensor], Tensor]] = None):
+                 internal_batch_size: BatchSizeSpec = None, reshape: Optional[Callable[[Tensor], Tensor]] = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
@@ -316,7 +307,8 @@ class BaseCAM:
         self.model = model
         self.reshape = reshape
         self.relu = self.relu_default if relu is None else bool(relu)
-        self.internal_batch_size = check_positive_int(internal_batch_size, "internal_batch_size", allow_none=True)
+        self.internal_batch_size = (AUTO if internal_batch_size == AUTO else
+                                    check_positive_int(internal_batch_size, "internal_batch_size", allow_none=True))
         self._layer_spec = layer
         self.layer_name: Optional[str] = None
         self._layer: Optional[nn.Module] = None
@@ -338,6 +330,12 @@ class BaseCAM:
             self.layer_name, self._layer = resolve_layer(self.model, suggest_layer(self.model, x[:1]))
         return self._layer
 
+    def rows_per_pass(self, device: torch.device) -> Optional[int]:
+        """``internal_batch_size`` with ``"auto"`` resolved for ``device``."""
+        if self.internal_batch_size == AUTO:
+            return default_internal_batch_size(device)
+        return self.internal_batch_size
+
     def __call__(self, x: Tensor, target: TargetSpec = None, *, normalize: bool = True,
                  upsample: bool = True) -> Tensor:
         check_images(x, self.model)
@@ -345,13 +343,17 @@ class BaseCAM:
         if self.model.training:
             warnings.warn("the model is in training mode: dropout and batch statistics make maps random "
                           "and couple the images of a batch; call model.eval() first", stacklevel=2)
-        maps = self.compute(x, targets).detach().float()
-        maps = self.finish(maps, x, normalize=normalize, upsample=upsample)
+        maps = self.finish(self.raw_maps(x, targets), x, normalize=normalize, upsample=upsample)
         squeeze = targets.squeeze if targets.fn is None else maps.shape[1] == 1
         return maps[:, 0] if squeeze else maps
 
+    def raw_maps(self, x: Tensor, targets: Targets) -> Tensor:
+        """:meth:`compute`'s maps as float32, with the ReLU when ``relu`` is set: (N, K, h, w)."""
+        maps = self.compute(x, targets).detach().float()
+        return maps.relu() if self.relu else maps
+
     def compute(self, x: Tensor, targets: Targets) -> Tensor:
-        """Raw maps (N, K, h, w) at the layer's resolution. Each method implements this."""
+        """Raw maps (N, K, h, w) at the layer's resolution, before the ReLU. Each method implements this."""
         raise NotImplementedError
 
     def finish(self, maps: Tensor, x: Tensor, *, normalize: bool, upsample: bool) -> Tensor:
@@ -376,9 +378,24 @@ class BaseCAM:
                              "pass target= a callable logits -> (N,) scores")
         return Targets(logits.argmax(1, keepdim=True), None, targets.squeeze)
 
+    def layer_outputs(self, x: Tensor, targets: Optional[Targets] = None,
+                      transform: Optional[Callable[[Tensor], Tensor]] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """Activations A (N, C, h, w) of the target layer and, with ``targets``, the (N, K) scores of
+        ``transform(logits)``; no gradients, in chunks of :meth:`rows_per_pass` rows."""
+        layer = self.target_layer(x)
+        activations, scores = [], []
+        for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
+            with torch.no_grad(), capture_activation(layer, self.layer_name, detach_below=False,
+                                                       reshape=self.reshape) as capture:
+                logits = self.model(x[rows])
+                activations.append(capture.get().float())
+                if targets is not None:
+                    scores.append(targets.scores(transform(logits) if transform else logits, rows))
+        return torch.cat(activations), (torch.cat(scores) if targets is not None else None)
+
 
 class GradientCAM(BaseCAM):
-    """Base of the gradient methods: M = ReLU(Σ_k w_k A^k) with method-specific channel weights w_k.
+    """Base of the gradient methods: M = Σ_k w_k A^k with method-specific channel weights w_k.
 
     Subclasses override :meth:`channel_weights` (A, g) → w, or :meth:`combine` for an element-wise map.
     """
@@ -410,17 +427,20 @@ class GradientCAM(BaseCAM):
 
     def compute(self, x: Tensor, targets: Targets) -> Tensor:
         maps = []
-        for rows in row_chunks(x.shape[0], self.internal_batch_size):
+        for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
             activation, grads, _ = self.activations_and_gradients(x[rows], targets, rows)
             maps.append(self.combine(activation.float(), grads.float()))
         return torch.cat(maps)
 
     def combine(self, activation: Tensor, grads: Tensor) -> Tensor:
-        """Map (B, K, h, w) from A (B, C, h, w) and g (B, K, C, h, w): ReLU(Σ_k w_k A^k)."""
-        weights = self.channel_weights(activation, grads)
-        maps = torch.einsum("bkc,bchw->bkhw", weights, activation)
-        return maps.relu() if self.relu else maps
+        """Map (B, K, h, w) from A (B, C, h, w) and g (B, K, C, h, w): Σ_k w_k A^k (before the ReLU)."""
+        return weighted_sum(self.channel_weights(activation, grads), activation)
 
     def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
         """Channel weights w (B, K, C). Each weighted-sum method implements this."""
         raise NotImplementedError
+
+
+def weighted_sum(weights: Tensor, activation: Tensor) -> Tensor:
+    """Σ_k w_k A^k: (B, K, C) weights and (B, C, h, w) maps → (B, K, h, w)."""
+    return torch.einsum("bkc,bchw->bkhw", weights, activation)

@@ -7,8 +7,9 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from .core import BaseCAM, Targets, register, row_chunks, scale_by_max_abs
-from .gradient_methods import GradCAM
+from ..common import row_chunks
+from .base import BaseCAM, Targets, register, scale_by_max_abs
+from .single_pass import GradCAM
 from .layers import LayerSpec
 
 GUIDED_MODULES = (nn.ReLU, nn.ReLU6)
@@ -55,6 +56,8 @@ class GuidedBackprop(BaseCAM):
     No target layer is used.
     """
 
+    relu_default = False  # a signed input-space gradient
+
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None):
         super().__init__(model, None, internal_batch_size=internal_batch_size)
 
@@ -64,7 +67,7 @@ class GuidedBackprop(BaseCAM):
             if count == 0:
                 raise ValueError("Guided Backprop needs nn.ReLU modules to guide; this model has none "
                                  "(functional relu calls cannot be guided)")
-            for rows in row_chunks(x.shape[0], self.internal_batch_size):
+            for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
                 xr = x[rows].detach().requires_grad_(True)
                 with torch.enable_grad():
                     scores = targets.scores(self.model(xr), rows)
@@ -102,5 +105,5 @@ class GuidedGradCAM(GuidedBackprop):
     def compute(self, x: Tensor, targets: Targets) -> Tensor:
         targets = self.fix_targets(x, targets)
         guided = super().compute(x, targets)
-        cam = self.gradcam.finish(self.gradcam.compute(x, targets).float(), x, normalize=True, upsample=True)
+        cam = self.gradcam.finish(self.gradcam.raw_maps(x, targets), x, normalize=True, upsample=True)
         return guided * cam.unsqueeze(2)
