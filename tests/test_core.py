@@ -160,3 +160,28 @@ def test_cuda_parity(cuda_device):
         got = camkit.METHODS[name](model_gpu, "features")(x.to(cuda_device), 1)
         assert got.device.type == "cuda"
         torch.testing.assert_close(got.cpu(), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_create_method_gives_each_method_the_settings_it_takes():
+    import camkit
+
+    model = GapLinearNet().eval()
+    for name in camkit.METHODS:
+        method = camkit.create_method(name, model, "features", steps=3, samples=2, seed=0)
+        assert type(method) is camkit.METHODS[name] and method.label
+    assert camkit.create_method("integrated-gradcam", model, "features", steps=3, samples=2).steps == 3
+    assert camkit.create_method("expected-gradcam", model, "features", steps=3, samples=2).samples == 2
+    with pytest.raises(ValueError, match="stepz"):
+        camkit.create_method("gradcam", model, "features", stepz=3)
+    with pytest.raises(ValueError, match="unknown method"):
+        camkit.create_method("gradcamm", model, "features")
+
+
+def test_every_method_has_a_fixed_colour_and_a_label():
+    import camkit
+    from camkit.report import viz
+
+    colours = [viz.method_colour(name) for name in camkit.METHODS]
+    assert len(set(colours)) == len(colours)
+    assert viz.method_colour("Grad-CAM++") == viz.method_colour("gradcam++") and viz.method_colour("other") is None
+    assert viz.method_label("integrated-gradcam") == "Integrated Grad-CAM" and viz.method_label("x") == "x"

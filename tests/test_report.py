@@ -71,3 +71,21 @@ def test_default_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             report.default_device("cuda")
+
+
+def test_parameter_types_come_from_the_parameters_cell_annotations():
+    """check_parameters reads types from the annotations (steps: int = 50), so the check cell only adds bounds."""
+    values = {"__annotations__": {"steps": int, "name": str, "sigma": float}, "steps": 8, "name": "a",
+              "sigma": 0.5, "profile": "default"}
+    assert report.parameter_rules(values, {"steps": {"min": 1}}) == {
+        "steps": {"type": int, "min": 1}, "name": str, "sigma": float}
+    report.check_parameters(values)
+    report.check_parameters(values, {"steps": {"min": 1}})
+    with pytest.raises(TypeError, match="parameter steps must be int, got str"):
+        report.check_parameters({**values, "steps": "8"})
+    with pytest.raises(ValueError, match=r"steps=0 must be >= 1"):
+        report.check_parameters({**values, "steps": 0}, {"steps": {"min": 1}})
+    with pytest.raises(TypeError, match="got bool"):
+        report.check_parameters({**values, "steps": True})
+    with pytest.raises(ValueError, match="not allowed"):
+        report.check_parameters(values, {"name": {"choices": ["b"]}})

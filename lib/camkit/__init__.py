@@ -15,8 +15,8 @@ from typing import Any
 
 from .methods import (CAM, METHODS, BaseCAM, ExpectedGradCAM, GradCAM, GradCAMPlusPlus, GradientCAM,
                       GuidedBackprop, GuidedGradCAM, HiResCAM, IntegratedGradCAM, LayerCAM, LayerChoice, ScoreCAM,
-                      SmoothGradCAMPlusPlus, Targets, XGradCAM, channels_last_to_first, gradcampp_alpha, guided_relus,
-                      normalize_maps, resolve_layer, suggest_layer, tokens_to_grid, upsample_maps)
+                      SmoothGradCAMPlusPlus, Targets, XGradCAM, channels_last_to_first, create_method, gradcampp_alpha,
+                      guided_relus, normalize_maps, resolve_layer, suggest_layer, tokens_to_grid, upsample_maps)
 from .transforms import Normalize, denormalize
 
 __version__ = "0.2.0"
@@ -51,5 +51,5 @@ __all__ = [
     "LayerCAM", "HiResCAM", "GuidedBackprop", "GuidedGradCAM", "Normalize", "denormalize",
     "suggest_layer", "resolve_layer", "LayerChoice", "normalize_maps", "upsample_maps", "tokens_to_grid",
     "channels_last_to_first", "IntegratedGradCAM", "ExpectedGradCAM", "SmoothGradCAMPlusPlus", "ScoreCAM",
-    "gradcampp_alpha", "guided_relus", "list_models", "load_model",
+    "gradcampp_alpha", "guided_relus", "create_method", "list_models", "load_model",
 ]

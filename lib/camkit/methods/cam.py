@@ -15,7 +15,7 @@ from .layers import LayerSpec, resolve_layer
 GAP_LINEAR_RTOL = 1e-4
 
 
-@register("cam")
+@register("cam", "CAM")
 class CAM(BaseCAM):
     r"""CAM (Zhou et al., CVPR 2016, https://arxiv.org/abs/1512.04150).
 

@@ -17,7 +17,7 @@ SCORES = ("prob", "logit")
 
 # --------------------------------------------------------------------------- Score-CAM
 
-@register("scorecam")
+@register("scorecam", "Score-CAM")
 class ScoreCAM(BaseCAM):
     r"""Score-CAM (Wang et al., CVPR-W 2020, https://arxiv.org/abs/1910.01279). Gradient-free.
 

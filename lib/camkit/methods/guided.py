@@ -45,7 +45,7 @@ def guided_relus(model: nn.Module) -> Iterator[int]:
             handle.remove()
 
 
-@register("guided-backprop")
+@register("guided-backprop", "Guided Backprop")
 class GuidedBackprop(BaseCAM):
     r"""Guided Backpropagation (Springenberg et al., ICLR-W 2015, https://arxiv.org/abs/1412.6806).
 
@@ -80,7 +80,7 @@ class GuidedBackprop(BaseCAM):
         return scale_by_max_abs(maps) if normalize else maps
 
 
-@register("guided-gradcam")
+@register("guided-gradcam", "Guided Grad-CAM")
 class GuidedGradCAM(GuidedBackprop):
     r"""Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the upsampled Grad-CAM map.
 

@@ -153,7 +153,7 @@ class SampledGradientCAM(GradientCAM):
 
 # --------------------------------------------------------------------------- Integrated Grad-CAM
 
-@register("integrated-gradcam")
+@register("integrated-gradcam", "Integrated Grad-CAM")
 class IntegratedGradCAM(SampledGradientCAM):
     r"""Integrated Grad-CAM (Sattarzadeh et al., ICASSP 2021, https://arxiv.org/abs/2102.07805).
 
@@ -251,7 +251,7 @@ class IntegratedGradCAM(SampledGradientCAM):
 
 # --------------------------------------------------------------------------- Expected Grad-CAM
 
-@register("expected-gradcam")
+@register("expected-gradcam", "Expected Grad-CAM")
 class ExpectedGradCAM(SampledGradientCAM):
     r"""Expected Grad-CAM (Buono et al., 2024, https://arxiv.org/abs/2406.01274).
 
@@ -388,7 +388,7 @@ class ExpectedGradCAM(SampledGradientCAM):
 
 # --------------------------------------------------------------------------- Smooth Grad-CAM++
 
-@register("smooth-gradcam++")
+@register("smooth-gradcam++", "Smooth Grad-CAM++")
 class SmoothGradCAMPlusPlus(SampledGradientCAM):
     r"""Smooth Grad-CAM++ (Omeiza et al., 2019, https://arxiv.org/abs/1908.01224).
 

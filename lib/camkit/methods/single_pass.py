@@ -13,7 +13,7 @@ from torch import Tensor
 from .base import GradientCAM, register
 
 
-@register("gradcam")
+@register("gradcam", "Grad-CAM")
 class GradCAM(GradientCAM):
     r"""Grad-CAM (Selvaraju et al., ICCV 2017, https://arxiv.org/abs/1610.02391).
 
@@ -27,7 +27,7 @@ class GradCAM(GradientCAM):
         return grads.mean(dim=(-2, -1))
 
 
-@register("gradcam++")
+@register("gradcam++", "Grad-CAM++")
 class GradCAMPlusPlus(GradientCAM):
     r"""Grad-CAM++ (Chattopadhay et al., WACV 2018, https://arxiv.org/abs/1710.11063), Eq. 19.
 
@@ -63,7 +63,7 @@ def gradcampp_alpha(activation: Tensor, grads: Tensor, g3: Optional[Tensor] = No
                        torch.zeros_like(g2))
 
 
-@register("xgradcam")
+@register("xgradcam", "XGrad-CAM")
 class XGradCAM(GradientCAM):
     r"""XGrad-CAM (Fu et al., BMVC 2020, https://arxiv.org/abs/2008.02312).
 
@@ -80,7 +80,7 @@ class XGradCAM(GradientCAM):
         return (share.unsqueeze(1) * grads).sum(dim=(-2, -1))
 
 
-@register("layercam")
+@register("layercam", "Layer-CAM")
 class LayerCAM(GradientCAM):
     r"""Layer-CAM (Jiang et al., IEEE TIP 2021): positive gradients weight each position.
 
@@ -91,7 +91,7 @@ class LayerCAM(GradientCAM):
         return (grads.relu() * activation.unsqueeze(1)).sum(dim=2)
 
 
-@register("hirescam")
+@register("hirescam", "HiResCAM")
 class HiResCAM(GradientCAM):
     r"""HiResCAM (Draelos & Carin 2020, https://arxiv.org/abs/2011.08891): element-wise g ⊙ A.
 

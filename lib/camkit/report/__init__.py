@@ -23,16 +23,33 @@ def default_device(device: Optional[str] = None) -> torch.device:
     return resolved
 
 
-def check_parameters(values: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
-    """Validate a notebook's papermill parameters against ``spec`` and fail at the top of the notebook.
+def parameter_rules(values: Mapping[str, Any], rules: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The rule of every parameter: its type from the parameters cell's annotations
+    (``steps: int = 50`` puts ``int`` in the notebook's ``__annotations__``), merged with ``rules``
+    (``{"steps": {"min": 1}}``, ``{"model": {"choices": [...]}}``); a rule given in full wins."""
+    annotations = {name: kind for name, kind in dict(values.get("__annotations__", {})).items()
+                   if not name.startswith("_") and isinstance(kind, (type, tuple))}
+    merged: dict[str, Any] = dict(annotations)
+    for name, rule in (rules or {}).items():
+        if isinstance(rule, dict) and not {"type", "choices", "keys"} & set(rule) and name in annotations:
+            rule = {"type": annotations[name], **rule}
+        merged[name] = rule
+    return merged
 
-    ``spec`` maps a name to a type (or tuple of types), or to a tuple/list/set of allowed values
-    wrapped as ``{"choices": [...]}``, or to ``{"type": t, "min": lo, "max": hi}``, or, for a dict
-    of optional overrides, to ``{"keys": {key: rule}}`` (unknown keys are an error, each given
-    key is checked against its rule).
+
+def check_parameters(values: Mapping[str, Any], spec: Optional[Mapping[str, Any]] = None) -> None:
+    """Validate a notebook's papermill parameters and fail at the top of the notebook.
+
+    The types come from the annotations of the parameters cell (``steps: int = 50``), so the check
+    cell only adds what a type cannot say: ``check_parameters(globals(), {"steps": {"min": 1}})``.
+    ``spec`` maps a name to a type (or tuple of types), or to allowed values wrapped as
+    ``{"choices": [...]}``, or to ``{"type": t, "min": lo, "max": hi}`` (``type`` defaults to the
+    annotation), or, for a dict of optional overrides, to ``{"keys": {key: rule}}`` (unknown keys are
+    an error, each given key is checked against its rule).
     The ``profile`` parameter must be one of :data:`PROFILES`; ``profile="full"`` needs a GPU
     and stops at once without one.
     """
+    spec = parameter_rules(values, spec)
     for name, rule in spec.items():
         if name not in values:
             raise ValueError(f"parameter {name!r} is missing")

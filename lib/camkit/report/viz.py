@@ -15,7 +15,30 @@ from torch import Tensor
 
 from ..transforms import denormalize  # re-exported for notebooks
 
-__all__ = ["to_image", "overlay", "show_grid", "plot_curves", "save_figure", "denormalize"]
+__all__ = ["to_image", "overlay", "show_grid", "plot_curves", "save_figure", "denormalize", "method_label",
+           "method_colour"]
+
+#: One colour per method, fixed across every figure of the report (tab20, in registry order).
+_PALETTE = "tab20"
+
+
+def method_label(name: str) -> str:
+    """The prose name of a method (``"gradcam++"`` → ``"Grad-CAM++"``); other strings are returned as they are."""
+    from ..methods import METHODS
+
+    return METHODS[name].label if name in METHODS else name
+
+
+def method_colour(name: str):
+    """The fixed colour of a method, by its name or label (None for a string that names no method)."""
+    from ..methods import METHODS
+
+    names = list(METHODS)
+    by_label = {cls.label: key for key, cls in METHODS.items()}
+    key = name if name in METHODS else by_label.get(name)
+    if key is None:
+        return None
+    return matplotlib.colormaps[_PALETTE](names.index(key) % 20)
 
 
 def to_image(x: Tensor) -> np.ndarray:
@@ -91,13 +114,18 @@ def show_grid(images: Tensor, maps: Mapping[str, Tensor], *, row_labels: Optiona
 def plot_curves(x, curves: Mapping[str, "np.ndarray | Tensor"], *, xlabel: str, ylabel: str,
                 title: Optional[str] = None, ax=None, logy: bool = False, logx: bool = False,
                 bands: Optional[Mapping[str, "np.ndarray | Tensor"]] = None):
-    """Line plot of several named curves over a shared x, with optional ±band shading. Returns the axes."""
+    """Line plot of several named curves over a shared x, with optional ±band shading. Returns the axes.
+
+    A curve named after a method (``"gradcam"`` or ``"Grad-CAM"``) gets that method's fixed colour
+    (:func:`method_colour`), so a method looks the same in every figure.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     xs = np.asarray(torch.as_tensor(x).detach().cpu())
     for label, y in curves.items():
         ys = np.asarray(torch.as_tensor(y).detach().cpu())
-        (line,) = ax.plot(xs, ys, label=label, marker="o" if len(xs) <= 12 else None, markersize=3)
+        (line,) = ax.plot(xs, ys, label=label, marker="o" if len(xs) <= 12 else None, markersize=3,
+                          color=method_colour(label))
         if bands and label in bands:
             band = np.asarray(torch.as_tensor(bands[label]).detach().cpu())
             ax.fill_between(xs, ys - band, ys + band, color=line.get_color(), alpha=0.2)
