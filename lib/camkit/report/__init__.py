@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -115,13 +116,47 @@ def figures_dir() -> Path:
     return Path(os.environ.get("CAMKIT_FIGURES_DIR") or repo_root() / "figures")
 
 
+def _git(folder: Path, *args: str) -> Optional[str]:
+    try:
+        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def environment(checkout: Optional[Path] = None) -> dict[str, Any]:
+    """What produced a result: python, torch and camkit versions, the checkout's commit, the device.
+
+    ``git`` is ``git rev-parse --short HEAD`` of the checkout holding camkit (or ``checkout``), with
+    ``+dirty`` when ``lib/`` has uncommitted or untracked changes, and None outside a git checkout.
+    ``device`` is the CUDA device's name, else the CPU's (``platform.processor()``, or "cpu");
+    ``device_type`` is "cuda" or "cpu".
+    """
+    import camkit
+
+    folder = Path(checkout) if checkout is not None else Path(__file__).resolve().parent
+    top = _git(folder, "rev-parse", "--show-toplevel")
+    commit = _git(Path(top), "rev-parse", "--short", "HEAD") if top else None
+    if commit and _git(Path(top), "status", "--porcelain", "--", "lib"):
+        commit += "+dirty"
+    cuda = torch.cuda.is_available()
+    return {"python": platform.python_version(), "torch": torch.__version__, "camkit": camkit.__version__,
+            "git": commit, "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+            "device_type": "cuda" if cuda else "cpu"}
+
+
 def save_results(notebook: str, profile: str, data: Mapping[str, Any], root: Optional[Path] = None) -> Path:
-    """Write ``data`` plus provenance to ``<results>/<profile>/<notebook>.json`` (:func:`results_dir`); returns the path."""
+    """Write ``data`` plus provenance to ``<results>/<profile>/<notebook>.json`` (:func:`results_dir`); returns the path.
+
+    Provenance: ``environment`` (:func:`environment`: python, torch, camkit, git commit, device) and,
+    for older readers, ``torch``, ``python`` and ``device`` at the top level.
+    """
     folder = results_dir(root) / profile
     folder.mkdir(parents=True, exist_ok=True)
+    env = environment()
     payload = {"notebook": notebook, "profile": profile,
-               "torch": torch.__version__, "python": platform.python_version(),
-               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+               "torch": env["torch"], "python": env["python"], "device": env["device"],
+               "environment": env,
                "written": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                **data}
     path = folder / f"{notebook}.json"
