@@ -61,7 +61,8 @@ bibtex_footbibliography_id = "footbibliography-{id}"
 # -- API reference: autodoc + autosummary over the installed camkit
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True}
+autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": True,
+                           "ignore-module-all": True}   # a package page lists its own members, not re-exports
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_mock_imports: list[str] = []
@@ -90,3 +91,14 @@ html_theme_options = {
 html_sidebars = {"**": ["navbar-logo.html", "search-button-field.html", "sbt-sidebar-nav.html"]}
 
 
+def _plain_problematic(app, doctree, docname):
+    """A docstring reST slip (``|x|`` read as a substitution) becomes plain text, not a dead link to a
+    hidden error message; Sphinx has already printed the warning that names it."""
+    from docutils import nodes
+
+    for node in list(doctree.findall(nodes.problematic)):
+        node.replace_self(nodes.inline(node.rawsource, node.astext(), ids=node["ids"], classes=["problematic"]))
+
+
+def setup(app):
+    app.connect("doctree-resolved", _plain_problematic)

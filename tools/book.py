@@ -344,8 +344,12 @@ def stage(notebooks: list[Path], source: Path, profile: str) -> list[str]:
     return docs
 
 
-def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str = "2") -> Path:
-    """Stage ``notebooks`` and run Sphinx into ``out`` (replaced only when the build succeeds)."""
+def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str = "1", timeout: float = 900) -> Path:
+    """Stage ``notebooks`` and run Sphinx into ``out`` (replaced only when the build succeeds).
+
+    One process by default: Sphinx's ``-j N`` forks its workers after autodoc has imported torch,
+    and such a fork can deadlock (it did here, on a busy machine); the parallel read saves little.
+    """
     source = ROOT / "build" / "book-src" / out.name
     stage(notebooks, source, profile)
     staging = out.with_name(out.name + ".partial")
@@ -357,7 +361,10 @@ def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str 
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", jobs, "-c", str(BOOK),
                "-d", str(doctrees), str(source), str(staging)]
     start = time.time()
-    result = subprocess.run(command, env=env, cwd=ROOT)
+    try:
+        result = subprocess.run(command, env=env, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"sphinx-build ran longer than {timeout:.0f} s; the previous book is left as it was")
     if result.returncode:
         raise SystemExit(f"sphinx-build failed ({result.returncode}); the previous book is left as it was")
     if out.exists():
@@ -382,7 +389,7 @@ def main() -> None:
                         help="executed notebooks (default: the committed ones, which hold their default run)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "book")
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--jobs", default="2", help="sphinx-build -j")
+    parser.add_argument("--jobs", default="1", help="sphinx-build -j (forking after torch is imported can hang)")
     args = parser.parse_args()
     build(default_notebooks(args.notebooks.resolve()), args.out.resolve(), args.profile, args.jobs)
 
