@@ -458,3 +458,17 @@ def test_average_drop_and_increase_per_image_average_to_the_summaries(cnn, batch
     assert drops.mean().item() == pytest.approx(M.average_drop(conf).item())
     assert increases.mean().item() == pytest.approx(M.increase_in_confidence(conf).item())
     assert set(increases.tolist()) <= {0.0, 100.0}
+
+
+def test_path_gradient_change_is_zero_at_a_gap_linear_head_and_positive_above_a_relu_head():
+    from nets import GapLinearNet, ReluHeadNet, images
+
+    x = images(3)
+    gap = M.path_gradient_change(GapLinearNet().eval(), "features", x, steps=6, progress=False)
+    assert gap.shape == (3,) and gap.abs().max() < 1e-5
+    relu = M.path_gradient_change(ReluHeadNet().eval(), "features", x, steps=6, progress=False)
+    assert (relu > 1e-3).all()
+    # one path point per image (m = 1) compares x with itself
+    assert M.path_gradient_change(ReluHeadNet().eval(), "features", x, steps=1, progress=False).abs().max() == 0
+    with pytest.raises(ValueError, match="one target per image"):
+        M.path_gradient_change(ReluHeadNet().eval(), "features", x, torch.zeros(3, 2, dtype=torch.long))

@@ -9,7 +9,6 @@ last block is 2 × 2); widths are reduced where the torchvision builder allows i
 import copy
 import functools
 import importlib
-import inspect
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -127,7 +126,7 @@ def images(n: int, size: int, seed: int = 1) -> torch.Tensor:
 def make(method: str, model: nn.Module, layer, reshape=None, **extra):
     cls = camkit.METHODS[method]
     kwargs = {**FAST.get(method, {}), **extra}
-    if reshape is not None and "reshape" in inspect.signature(cls).parameters:
+    if reshape is not None and "reshape" in camkit.methods.method_settings(method):
         kwargs["reshape"] = reshape
     return cls(model, layer, **kwargs)
 

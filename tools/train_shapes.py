@@ -1,7 +1,8 @@
-"""Train the shapes-world CNNs and write data/shapes_<arch>.pt (a few CPU minutes in all).
+"""Train the shapes-world CNNs and write lib/camkit/data/assets/shapes_<arch>[_seed<s>].pt.
 
-    python tools/train_shapes.py                  # both architectures, the settings in data/README.md
-    python tools/train_shapes.py --arch vgg --epochs 4
+    python tools/train_shapes.py                         # every architecture and seed (data/README.md)
+    python tools/train_shapes.py --arch vgg_fc --seeds 1 2
+    python tools/train_shapes.py --arch vgg --epochs 4 --seeds 0
 
 Prints the loss and held-out accuracy per epoch, then one summary line per model. The held-out
 set is ``camkit.shapes.shapes(TEST_SIZE, TEST_SEED, variant=TEST_VARIANT)``, never trained on.
@@ -27,21 +28,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(shapes.SEEDS),
+                        help="training seeds (default: all of camkit.data.shapes_models.SEEDS)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where to write (default: data/)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where to write (default: the package assets, lib/camkit/data/assets/)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     archs = sorted(shapes.ARCHITECTURES) if args.arch == "all" else [args.arch]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     written = []
-    for arch in archs:
+    for arch, seed in [(arch, seed) for arch in archs for seed in args.seeds]:
         model, meta = shapes.train(arch, n_train=args.n_train, epochs=args.epochs, batch_size=args.batch_size,
-                                   lr=args.lr, seed=args.seed, device=device)
+                                   lr=args.lr, seed=seed, device=device)
         path = shapes.save_trained(model.cpu(), meta, args.data_dir)
         written.append(path)
-        print(f"shapes_{arch}: {meta['parameters']} parameters, held-out accuracy {meta['test_accuracy']:.4f} "
+        print(f"shapes_{arch} seed {seed}: {meta['parameters']} parameters, held-out accuracy {meta['test_accuracy']:.4f} "
               f"on {meta['test']['n']} {meta['test']['variant']} images (seed {meta['test']['seed']}), "
               f"{meta['train_seconds']} s, {path.stat().st_size / 1024:.0f} KiB -> {path}", flush=True)
     total = sum(p.stat().st_size for p in written)

@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 #: Submodules loaded on first attribute access (``camkit.metrics``), so ``import camkit`` stays light.
 _SUBMODULES = {
     "common": "camkit.common", "data": "camkit.data", "methods": "camkit.methods", "metrics": "camkit.metrics",
-    "report": "camkit.report", "transforms": "camkit.transforms", "cli": "camkit.cli",
+    "report": "camkit.report", "transforms": "camkit.transforms", "cli": "camkit.cli", "targets": "camkit.targets",
     "zoo": "camkit.data.zoo", "shapes": "camkit.shapes", "stats": "camkit.report.stats", "viz": "camkit.report.viz",
 }
 #: Functions re-exported lazily from a submodule.

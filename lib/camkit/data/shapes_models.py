@@ -1,4 +1,10 @@
-"""The shapes world's CNNs: a ResNet-like and a VGG-like net ending in GAP + linear, and their training."""
+"""The shapes world's CNNs and their training.
+
+Three architectures: a ResNet-like and a VGG-like net ending in GAP + linear (CAM applies at their
+target layer), and a VGG-style net with two hidden fully connected layers (a non-linear head, as
+in the VGG-16 of the Grad-CAM papers). Each is trained with the seeds :data:`SEEDS` (seed s draws
+the training images and the initialisation), so a trained seed is an independent replicate.
+"""
 from __future__ import annotations
 
 import math
@@ -88,28 +94,56 @@ class ShapesVGG(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-ARCHITECTURES = {"resnet": ShapesResNet, "vgg": ShapesVGG}
+class ShapesVGGFC(nn.Module):
+    """ShapesVGG's conv stack, then a VGG-style head: 4 × 4 max-pool, flatten (32 × 4 × 4), two hidden
+    fully connected layers (64, 64) with ReLU, and the linear classifier. ~60k parameters.
+
+    The head is non-linear in the target layer ``features`` (16 × 16 maps): the gradient there
+    changes along a path, so the path and sampling methods can differ from Grad-CAM.
+    """
+
+    target_layer = "features"
+
+    def __init__(self, num_classes: int = len(CLASSES), widths: Sequence = (16, "M", 32, 32, 32), hidden: int = 64):
+        super().__init__()
+        self.features = ShapesVGG(num_classes, widths).features
+        self.pool = nn.MaxPool2d(4)
+        channels = [w for w in widths if w != "M"][-1]
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * 4 * 4, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+ARCHITECTURES = {"resnet": ShapesResNet, "vgg": ShapesVGG, "vgg_fc": ShapesVGGFC}
+#: The training seeds of every architecture (seed 0 is the file without a suffix).
+SEEDS = (0, 1, 2, 3, 4)
 
 
 def build_model(arch: str) -> nn.Module:
-    """A randomly initialised shapes CNN: ``arch`` is ``"resnet"`` or ``"vgg"`` (no normalisation inside)."""
+    """A randomly initialised shapes CNN of :data:`ARCHITECTURES` (no normalisation inside)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown shapes architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[arch]()
 
 
-def weights_path(arch: str, data_dir: Union[str, Path, None] = None) -> Path:
-    """``shapes_<arch>.pt`` in ``data_dir`` (default: the package assets, ``camkit/data/assets/``)."""
-    return Path(data_dir or ASSETS) / f"shapes_{arch}.pt"
+def weights_path(arch: str, data_dir: Union[str, Path, None] = None, seed: int = 0) -> Path:
+    """``shapes_<arch>.pt`` (seed 0) or ``shapes_<arch>_seed<s>.pt`` in ``data_dir`` (default: the
+    package assets, ``camkit/data/assets/``)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    suffix = "" if seed == 0 else f"_seed{seed}"
+    return Path(data_dir or ASSETS) / f"shapes_{arch}{suffix}.pt"
 
 
-def load_trained(arch: str, data_dir: Union[str, Path, None] = None) -> tuple[nn.Module, dict, Path]:
-    """The trained shapes CNN ``arch`` (without normalisation), its metadata and its file."""
+def load_trained(arch: str, data_dir: Union[str, Path, None] = None, seed: int = 0) -> tuple[nn.Module, dict, Path]:
+    """The trained shapes CNN ``arch`` of training seed ``seed`` (without normalisation), its metadata and its file."""
     build_model(arch)  # validates the name
-    path = weights_path(arch, data_dir)
+    path = weights_path(arch, data_dir, seed)
     if not path.is_file():
-        raise WeightsUnavailableError(f"no trained weights at {path}; run `python tools/train_shapes.py` "
-                                      "(a few CPU minutes) to create them")
+        raise WeightsUnavailableError(f"no trained weights at {path}; run `python tools/train_shapes.py --arch {arch} "
+                                      f"--seeds {seed}` (a few CPU minutes) to create them")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     net = build_model(arch)
     net.load_state_dict(checkpoint["state_dict"])
@@ -190,9 +224,9 @@ def train(arch: str, *, n_train: int = 3000, epochs: int = 24, batch_size: int =
 
 
 def save_trained(model: nn.Module, meta: dict, data_dir: Union[str, Path, None] = None) -> Path:
-    """Write the network's weights (not the Normalize module) and ``meta`` to ``data/shapes_<arch>.pt``."""
+    """Write the network's weights (not the Normalize module) and ``meta`` to :func:`weights_path` of its arch and seed."""
     net = model.net if hasattr(model, "net") else model
-    path = weights_path(meta["arch"], data_dir)
+    path = weights_path(meta["arch"], data_dir, meta["train"]["seed"])
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save({**meta, "state_dict": state}, path)

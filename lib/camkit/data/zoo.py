@@ -253,12 +253,12 @@ def _torchvision(name: str, pretrained: bool, download: bool, device) -> ZooMode
 
 # --------------------------------------------------------------------------- shapes
 
-def _shapes(name: str, pretrained: bool, device) -> ZooModel:
+def _shapes(name: str, pretrained: bool, device, seed: int) -> ZooModel:
     from . import shapes, shapes_models
 
     arch = name[len("shapes_"):]
     if pretrained:
-        net, meta, path = shapes_models.load_trained(arch)
+        net, meta, path = shapes_models.load_trained(arch, seed=seed)
         source = str(path)
     else:
         net, meta, source = shapes_models.build_model(arch), {"image_size": shapes.IMAGE_SIZE}, "random"
@@ -270,7 +270,8 @@ def _shapes(name: str, pretrained: bool, device) -> ZooModel:
 
 # --------------------------------------------------------------------------- public API
 
-_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "vgg16", "shapes_resnet", "shapes_vgg")
+_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "vgg16", "shapes_resnet",
+           "shapes_vgg", "shapes_vgg_fc")
 
 
 def list_models() -> list[str]:
@@ -302,7 +303,7 @@ def weights_location(name: str) -> str:
 
 
 def load_model(name: str, device: Union[str, torch.device, None] = None, *, pretrained: bool = True,
-               download: bool = False) -> ZooModel:
+               download: bool = False, seed: int = 0) -> ZooModel:
     """Load zoo model ``name`` in eval mode on ``device`` (default CPU).
 
     Args:
@@ -310,6 +311,7 @@ def load_model(name: str, device: Union[str, torch.device, None] = None, *, pret
         device: where to put the model.
         pretrained: False gives randomly initialised weights (timing/shape tests only).
         download: torchvision models only: allow torchvision to download missing weights.
+        seed: shapes models only: the training seed (:data:`camkit.data.shapes_models.SEEDS`).
 
     Raises:
         ValueError: unknown name (the message lists the known ones).
@@ -319,8 +321,10 @@ def load_model(name: str, device: Union[str, torch.device, None] = None, *, pret
     _check_pretrained(pretrained)
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}")
+    if seed != 0 and not name.startswith("shapes_"):
+        raise ValueError(f"seed= selects a training run of the shapes CNNs; {name} has one set of weights")
     if name in _LITE:
         return _efficientnet_lite(name, pretrained, device)
     if name in _TORCHVISION:
         return _torchvision(name, pretrained, download, device)
-    return _shapes(name, pretrained, device)
+    return _shapes(name, pretrained, device, seed)

@@ -25,8 +25,14 @@ def method_settings(name: str) -> set[str]:
 
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; methods are {', '.join(METHODS)}")
-    parameters = inspect.signature(METHODS[name].__init__).parameters
-    return {p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY}
+    def keywords(function) -> set[str]:
+        parameters = inspect.signature(function).parameters
+        found = {p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY}
+        if any(spec.kind is inspect.Parameter.VAR_KEYWORD for spec in parameters.values()):
+            found |= keywords(BaseCAM.__init__)  # **options go to BaseCAM
+        return found
+
+    return keywords(METHODS[name].__init__)
 
 
 def create_method(name: str, model, layer=None, **settings) -> BaseCAM:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common import row_chunks
-from .base import BaseCAM, Targets, capture_activation, register
+from .base import BaseCAM, Targets, register, spatial_dims, weighted_sum
 from .layers import LayerSpec, resolve_layer
 
 #: Largest relative difference between the model's logits and W·GAP(A) + b accepted as "GAP-linear"
@@ -33,11 +33,12 @@ class CAM(BaseCAM):
 
     relu_default = False
 
+    needs_gradients = False
+
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *,
                  classifier: Union[str, nn.Linear, None] = None, weights: Optional[Tensor] = None,
-                 bias: Optional[Tensor] = None, relu: Optional[bool] = None,
-                 internal_batch_size: Optional[int] = None, reshape: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
+                 bias: Optional[Tensor] = None, **options):
+        super().__init__(model, layer, **options)
         if classifier is not None and weights is not None:
             raise ValueError("give classifier= or weights=, not both")
         self._classifier = None if classifier is None else resolve_layer(model, classifier)[1]
@@ -67,19 +68,18 @@ class CAM(BaseCAM):
         layer = self.target_layer(x)
         maps = []
         for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
-            with torch.no_grad(), capture_activation(layer, self.layer_name, detach_below=False,
-                                                       reshape=self.reshape) as capture:
-                logits = self.model(x[rows])
+            with torch.no_grad(), self.capture(layer, detach_below=False) as capture:
+                logits = self.forward(x[rows])
                 activation = capture.get().float()
             weights, bias = self.classifier_weights(activation.shape[1])
             weights = weights.detach().float()
             self._check_gap_linear(activation, weights, bias, logits)
             index = targets.indices(logits, rows)
-            maps.append(torch.einsum("bkc,bchw->bkhw", weights[index], activation))
+            maps.append(weighted_sum(weights[index], activation))
         return torch.cat(maps)
 
     def _check_gap_linear(self, activation: Tensor, weights: Tensor, bias: Optional[Tensor], logits: Tensor) -> None:
-        expected = activation.mean(dim=(2, 3)) @ weights.T
+        expected = activation.mean(dim=spatial_dims(activation, 2)) @ weights.T
         if bias is not None:
             expected = expected + bias.detach().float()
         if logits.ndim != 2 or logits.shape != expected.shape:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common import row_chunks
-from .base import BaseCAM, Targets, register, scale_by_max_abs
+from .base import BaseCAM, OutputSelector, Targets, register, scale_by_max_abs
 from .single_pass import GradCAM
 from .layers import LayerSpec
 
@@ -58,8 +58,9 @@ class GuidedBackprop(BaseCAM):
 
     relu_default = False  # a signed input-space gradient
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None):
-        super().__init__(model, None, internal_batch_size=internal_batch_size)
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None,
+                 output: OutputSelector = None):
+        super().__init__(model, None, internal_batch_size=internal_batch_size, output=output)
 
     def compute(self, x: Tensor, targets: Targets) -> Tensor:
         out = []
@@ -70,7 +71,7 @@ class GuidedBackprop(BaseCAM):
             for rows in row_chunks(x.shape[0], self.rows_per_pass(x.device)):
                 xr = x[rows].detach().requires_grad_(True)
                 with torch.enable_grad():
-                    scores = targets.scores(self.model(xr), rows)
+                    scores = targets.scores(self.forward(xr), rows)
                     grads = [torch.autograd.grad(scores[:, k].sum(), xr, retain_graph=k + 1 < scores.shape[1])[0]
                              for k in range(scores.shape[1])]
                 out.append(torch.stack(grads, 1))
@@ -90,9 +91,9 @@ class GuidedGradCAM(GuidedBackprop):
     """
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, internal_batch_size: Optional[int] = None,
-                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(model, internal_batch_size=internal_batch_size)
-        self.gradcam = GradCAM(model, layer, internal_batch_size=internal_batch_size, reshape=reshape)
+                 output: OutputSelector = None, **options):
+        super().__init__(model, internal_batch_size=internal_batch_size, output=output)
+        self.gradcam = GradCAM(model, layer, internal_batch_size=internal_batch_size, output=output, **options)
 
     @property
     def layer_name(self) -> Optional[str]:  # type: ignore[override]

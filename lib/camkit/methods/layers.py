@@ -68,12 +68,16 @@ def _spatial_outputs(model: nn.Module, example_input: Tensor) -> list[tuple[str,
     for name, module in model.named_modules():
         if name:
             handles.append(module.register_forward_hook(recorder(name)))
+    modes = [(module, module.training) for module in model.modules()]
     try:
+        model.eval()  # the probe must not update batch-norm statistics of a model in training mode
         with torch.no_grad():
             model(example_input)
     finally:
         for handle in handles:
             handle.remove()
+        for module, training in modes:
+            module.train(training)
     return seen
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..common import (check_choice, check_images_like, check_positive_int, check_randomness, check_sigma,
                       draw_seeds, make_generator, per_row, row_chunks)
 from ..transforms import BASELINES, BaselineSpec, make_baseline
-from .base import (AUTO, BatchSizeSpec, GradientCAM, Targets, TargetSpec, check_images, register,
+from .base import (AUTO, BatchSizeSpec, GradientCAM, Targets, TargetSpec, check_images, register, spatial_dims,
                    weighted_sum)
 from .layers import LayerSpec
 from .single_pass import gradcampp_alpha
@@ -50,7 +50,7 @@ BLUR_SIGMA = 10.0
 
 def along_path(baseline: Tensor, x: Tensor, t: Tensor) -> Tensor:
     """γ(t) = x′ + t (x − x′) row by row (torch.lerp: exactly x at t = 1 and x′ at t = 0)."""
-    return torch.lerp(baseline, x, t.to(x.dtype).reshape(-1, 1, 1, 1))
+    return torch.lerp(baseline, x, t.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))))
 
 
 def expanded_rows(n: int, times: int, size: Optional[int],
@@ -135,7 +135,7 @@ class SampledGradientCAM(GradientCAM):
         """Per-row terms (B, K, h, w): Σ_k ᾱ_k(z) (A^k(z̃) − A^k_ref)."""
         if drawn.reference is not None:
             activation = activation - drawn.reference
-        return weighted_sum(grads.mean(dim=(-2, -1)), activation)
+        return weighted_sum(grads.mean(dim=spatial_dims(grads, 3)), activation)
 
     def average(self, mean: Tensor, x: Tensor, context: dict[str, Any]) -> Tensor:
         """The map from the per-image mean of the integrand (default: the mean itself)."""
@@ -183,9 +183,8 @@ class IntegratedGradCAM(SampledGradientCAM):
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, steps: int = 50,
                  baseline: BaselineSpec = "black", variant: str = "paper", blur_sigma: float = BLUR_SIGMA,
-                 relu: Optional[bool] = None, internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE,
-                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
+                 internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE, **options):
+        super().__init__(model, layer, internal_batch_size=internal_batch_size, **options)
         self.steps = check_positive_int(steps, "steps")
         self.baseline = check_baseline(baseline)
         self.variant = check_choice(variant, VARIANTS, "variant", tensor_ok=False)
@@ -289,10 +288,9 @@ class ExpectedGradCAM(SampledGradientCAM):
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, samples: int = 32,
                  references: BaselineSpec = "uniform-noise", sigma: float = 0.1, t_law: TLaw = "uniform",
                  blur_sigma: float = BLUR_SIGMA, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, relu: Optional[bool] = None,
-                 internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE,
-                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
+                 generator: Optional[torch.Generator] = None,
+                 internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE, **options):
+        super().__init__(model, layer, internal_batch_size=internal_batch_size, **options)
         self.samples = check_positive_int(samples, "samples")
         self.references = check_choice(references, SAMPLERS, "references", tensor_ok=True)
         self.sigma = check_sigma(sigma)
@@ -415,9 +413,8 @@ class SmoothGradCAMPlusPlus(SampledGradientCAM):
 
     def __init__(self, model: nn.Module, layer: LayerSpec = None, *, samples: int = 25, sigma: float = 0.15,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                 relu: Optional[bool] = None, internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE,
-                 reshape: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(model, layer, relu=relu, internal_batch_size=internal_batch_size, reshape=reshape)
+                 internal_batch_size: BatchSizeSpec = INTERNAL_BATCH_SIZE, **options):
+        super().__init__(model, layer, internal_batch_size=internal_batch_size, **options)
         self.samples = check_positive_int(samples, "samples")
         self.sigma = check_sigma(sigma)
         check_randomness(seed, generator)
@@ -449,7 +446,7 @@ class SmoothGradCAMPlusPlus(SampledGradientCAM):
         """Grad-CAM++ from the averaged moments G₁, G₂, G₃ and A of the clean image."""
         g1, g2, g3 = mean.unbind(1)
         activation = context["activation"]
-        weights = (gradcampp_alpha(activation, g2, g3) * g1.relu()).sum(dim=(-2, -1))
+        weights = (gradcampp_alpha(activation, g2, g3) * g1.relu()).sum(dim=spatial_dims(g1, 3))
         return weighted_sum(weights, activation)
 
 

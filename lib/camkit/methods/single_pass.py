@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import GradientCAM, register
+from .base import GradientCAM, register, spatial_dims
 
 
 @register("gradcam", "Grad-CAM")
@@ -24,7 +24,7 @@ class GradCAM(GradientCAM):
     """
 
     def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
-        return grads.mean(dim=(-2, -1))
+        return grads.mean(dim=spatial_dims(grads, 3))
 
 
 @register("gradcam++", "Grad-CAM++")
@@ -43,7 +43,7 @@ class GradCAMPlusPlus(GradientCAM):
     """
 
     def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
-        return (gradcampp_alpha(activation, grads) * grads.relu()).sum(dim=(-2, -1))
+        return (gradcampp_alpha(activation, grads) * grads.relu()).sum(dim=spatial_dims(grads, 3))
 
 
 def gradcampp_alpha(activation: Tensor, grads: Tensor, g3: Optional[Tensor] = None) -> Tensor:
@@ -56,7 +56,7 @@ def gradcampp_alpha(activation: Tensor, grads: Tensor, g3: Optional[Tensor] = No
     denominator vanishes.
     """
     g2, g3 = (grads.pow(2), grads.pow(3)) if g3 is None else (grads, g3)
-    total = activation.sum(dim=(-2, -1), keepdim=True).unsqueeze(1)
+    total = activation.sum(dim=spatial_dims(activation, 2), keepdim=True).unsqueeze(1)
     denominator = 2 * g2 + total * g3
     usable = (g2 != 0) & (denominator != 0)
     return torch.where(usable, g2 / torch.where(usable, denominator, torch.ones_like(denominator)),
@@ -74,10 +74,10 @@ class XGradCAM(GradientCAM):
     """
 
     def channel_weights(self, activation: Tensor, grads: Tensor) -> Tensor:
-        total = activation.sum(dim=(-2, -1), keepdim=True)
+        total = activation.sum(dim=spatial_dims(activation, 2), keepdim=True)
         share = torch.where(total != 0, activation / torch.where(total != 0, total, torch.ones_like(total)),
                             torch.zeros_like(activation))
-        return (share.unsqueeze(1) * grads).sum(dim=(-2, -1))
+        return (share.unsqueeze(1) * grads).sum(dim=spatial_dims(grads, 3))
 
 
 @register("layercam", "Layer-CAM")

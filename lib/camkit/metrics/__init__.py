@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common import (batched, check_positive_int, check_randomness, check_sigma, default_internal_batch_size,
-                      draw_seeds, make_generator, model_device, per_row, renamed_keywords)
+                      draw_seeds, make_generator, model_device, per_row, renamed_keywords, row_chunks)
 from ..methods.base import AUTO, BatchSizeSpec, Targets, TargetSpec, capture_activation, check_images
 from ..methods.layers import LayerSpec, resolve_layer
 from ..transforms import BaselineSpec, gaussian_blur, gaussian_kernel, make_baseline, separable_conv
@@ -48,7 +48,7 @@ __all__ = [
     "Confidence", "Curve", "Randomization", "keep_confidence", "remove_confidence", "average_drop",
     "increase_in_confidence", "win", "insertion", "deletion", "infidelity", "region_masks",
     "pointing_game", "energy_pointing_game", "bbox_score", "spearman", "ssim", "model_randomization",
-    "saturation_curve", "blur",
+    "saturation_curve", "blur", "path_gradient_change",
 ]
 
 
@@ -691,3 +691,52 @@ def saturation_curve(model: nn.Module, layer: LayerSpec, x: Tensor, *, steps: in
     y = _batched(similarity, x.shape[0] * steps, x.device, internal_batch_size, progress,
                  "saturation").reshape(x.shape[0], steps)
     return Curve(alphas, y, torch.trapezoid(y, alphas, dim=1))
+
+
+
+
+
+# --------------------------------------------------------------------------- the head along the path
+
+@renamed_keywords(batch_size="internal_batch_size")
+def path_gradient_change(model: nn.Module, layer: LayerSpec, x: Tensor, target: TargetSpec = None, *,
+                         steps: int = 16, baseline: Baseline = "black", blur_sigma: float = 10.0,
+                         internal_batch_size: BatchSizeSpec = AUTO, progress: bool = True) -> Tensor:
+    r"""How much Grad-CAM's channel weights change along the path from the baseline to x, (N,).
+
+    .. math:: V = \frac{1}{m}\sum_{s=1}^{m} \frac{\lVert \bar\alpha(\gamma(t_s)) - \bar\alpha(x)\rVert_2}
+              {\lVert \bar\alpha(x)\rVert_2}, \qquad t_s = s/m,\ \gamma(t) = x' + t\,(x - x')
+
+    with ᾱ_k = mean_ij ∂y^c/∂A^k_ij the Grad-CAM weights at the target layer. V measures what the
+    part of the network *above* the layer does along the path: V = 0 exactly when the head is
+    GAP + linear (the gradient is w^c/Z everywhere), and it grows when the head saturates or
+    switches (ReLUs) along the path. Integrated Grad-CAM can only differ from Grad-CAM (beyond the
+    baseline term A − A(x′)) where V > 0, so V is the per-image measure of where its mechanism acts.
+    ``target`` as in the methods (None: top-1 on x, held fixed along the path).
+    """
+    from ..methods.sampled import along_path
+    from ..methods.single_pass import GradCAM
+
+    check_positive_int(steps, "steps")
+    _check_model_input(model, x)
+    cam = GradCAM(model, layer, internal_batch_size=internal_batch_size)
+    targets = cam.fix_targets(x, Targets.parse(target, x.shape[0], x.device))
+    if targets.k != 1:
+        raise ValueError("path_gradient_change takes one target per image")
+    start = _baseline_image(x, baseline, blur_sigma)
+    expanded = targets.repeat_interleave(steps)
+    weights = []
+    rows_all = list(row_chunks(x.shape[0] * steps, cam.rows_per_pass(x.device)))
+    if progress and len(rows_all) > 1:
+        from tqdm.auto import tqdm
+
+        rows_all = tqdm(rows_all, desc="path gradients", leave=False)
+    for rows in rows_all:
+        r = torch.arange(rows.start, rows.stop, device=x.device)
+        image, t = torch.div(r, steps, rounding_mode="floor"), (r % steps + 1).float() / steps
+        _, grads, _ = cam.activations_and_gradients(along_path(start[image], x[image], t), expanded, rows)
+        weights.append(grads[:, 0].float().flatten(2).mean(-1))
+    w = torch.cat(weights).reshape(x.shape[0], steps, -1)
+    final = w[:, -1:]
+    change = (w - final).norm(dim=-1) / final.norm(dim=-1).clamp_min(1e-12)
+    return change.mean(1)
