@@ -17,6 +17,7 @@ from .methods import (CAM, METHODS, BaseCAM, ExpectedGradCAM, GradCAM, GradCAMPl
                       GuidedBackprop, GuidedGradCAM, HiResCAM, IntegratedGradCAM, LayerCAM, LayerChoice, ScoreCAM,
                       SmoothGradCAMPlusPlus, Targets, XGradCAM, channels_last_to_first, create_method, gradcampp_alpha,
                       guided_relus, normalize_maps, resolve_layer, suggest_layer, tokens_to_grid, upsample_maps)
+from .methods import (ISCAM, SSCAM, AblationCAM, EigenCAM, EigenGradCAM, FullGrad, aug_smooth, eigen_smooth)
 from .transforms import Normalize, denormalize
 
 __version__ = "0.2.0"
@@ -52,4 +53,5 @@ __all__ = [
     "suggest_layer", "resolve_layer", "LayerChoice", "normalize_maps", "upsample_maps", "tokens_to_grid",
     "channels_last_to_first", "IntegratedGradCAM", "ExpectedGradCAM", "SmoothGradCAMPlusPlus", "ScoreCAM",
     "gradcampp_alpha", "guided_relus", "create_method", "list_models", "load_model",
+    "AblationCAM", "EigenCAM", "EigenGradCAM", "FullGrad", "ISCAM", "SSCAM", "aug_smooth", "eigen_smooth",
 ]

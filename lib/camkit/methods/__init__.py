@@ -17,6 +17,11 @@ from .guided import GuidedBackprop, GuidedGradCAM, guided_relus
 from .layers import LayerChoice, resolve_layer, suggest_layer
 from .sampled import ExpectedGradCAM, IntegratedGradCAM, SmoothGradCAMPlusPlus
 from .single_pass import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM, gradcampp_alpha
+from .ablation import AblationCAM
+from .eigen import EigenCAM, EigenGradCAM
+from .fullgrad import FullGrad
+from .gradient_free import ISCAM, SSCAM
+from .smoothing import aug_smooth, eigen_smooth
 
 
 def method_settings(name: str) -> set[str]:
@@ -60,4 +65,5 @@ __all__ = [
     "upsample_maps", "CAM", "ScoreCAM", "GuidedBackprop", "GuidedGradCAM", "guided_relus", "LayerChoice",
     "resolve_layer", "suggest_layer", "ExpectedGradCAM", "IntegratedGradCAM", "SmoothGradCAMPlusPlus", "GradCAM",
     "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "XGradCAM", "gradcampp_alpha", "create_method", "method_settings",
+    "AblationCAM", "EigenCAM", "EigenGradCAM", "FullGrad", "ISCAM", "SSCAM", "aug_smooth", "eigen_smooth",
 ]
