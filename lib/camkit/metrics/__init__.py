@@ -740,3 +740,8 @@ def path_gradient_change(model: nn.Module, layer: LayerSpec, x: Tensor, target: 
     final = w[:, -1:]
     change = (w - final).norm(dim=-1) / final.norm(dim=-1).clamp_min(1e-12)
     return change.mean(1)
+
+
+from .road import ROAD_PERCENTAGES, Road, linear_imputation, road, road_combined  # noqa: E402  (uses the helpers above)
+
+__all__ += ["Road", "road", "road_combined", "linear_imputation", "ROAD_PERCENTAGES"]
