@@ -52,6 +52,12 @@ PARTS = [
     ("Performance and reproduction", lambda stem: stem[0] == "2"),
 ]
 VERDICT_ORDER = ["reproduced", "inconclusive", "contradicted", "not measured"]
+AUTHORING_ONLY = {"CONVENTIONS.md"}   # notebooks/*.md that are for authors, not readers
+
+
+def reader_pages(folder: Path = NOTEBOOKS) -> list[Path]:
+    """notebooks/*.md for readers (glossary, protocol, ...): staged beside the chapters, under Reference."""
+    return sorted(p for p in folder.glob("*.md") if p.name not in AUTHORING_ONLY)
 
 
 # --------------------------------------------------------------------------- the headline results
@@ -243,7 +249,8 @@ def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
                 f"[chapter 29](29_reproduction.ipynb). *Reproduced*: the 95 % interval over the independent "
                 "units lies on the claimed side; *inconclusive*: it contains the claimed boundary; "
                 "*contradicted*: it lies on the other side.", "",
-                summary, "", f":::{{dropdown}} All {len(claims['rows'])} claims, one row each", "", full, "", ":::", ""]
+                summary, "", f"::::{{dropdown}} All {len(claims['rows'])} claims, one row each", "",
+                ":::{table}", ":class: camkit-claims", ":widths: 36 9 20 19 6 10", "", full, ":::", "::::", ""]
     figure = key_figure()
     if figure is not None:
         chapter = figure.name[:2]
@@ -260,7 +267,8 @@ def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
     if masters:
         out += ["```{toctree}", ":caption: Assignments (masters, with solutions)", ":maxdepth: 1", "", *masters,
                 "```", ""]
-    out += ["```{toctree}", ":caption: Reference", ":maxdepth: 1", "", "api", "bibliography", "```", ""]
+    out += ["```{toctree}", ":caption: Reference", ":maxdepth: 1", "", *[p.stem for p in reader_pages()], "api",
+            "bibliography", "```", ""]
     return "\n".join(out)
 
 
@@ -332,6 +340,8 @@ def stage(notebooks: list[Path], source: Path, profile: str) -> list[str]:
         print(f"warning: {error}; the landing page has no verdict table", file=sys.stderr)
         claims = None
     (source / "index.md").write_text(cite_markdown(landing_page(docs, profile, claims), keys))
+    for page in reader_pages():
+        (source / page.name).write_text(cite_markdown(page.read_text(), keys))
     modules = api_modules()
     (source / "api.md").write_text(API_PAGE.format(modules="\n".join(f"   {m}" for m in modules))
                                    if modules else "# API reference\n\n`camkit` could not be imported.\n")
