@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-import book  # noqa: E402  (tools/book.py: the staging and the MathJax copy)
+import book  # tools/book.py: the staging and the MathJax copy
 
 project = "camkit"
 author = "camkit contributors"

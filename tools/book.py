@@ -127,7 +127,7 @@ def verdict_tables(claims: dict) -> tuple[str, str]:
 # --------------------------------------------------------------------------- staging the notebooks
 
 def bib_keys(bib: Path = BIB) -> set[str]:
-    return set(re.findall(r"^@\w+\{([^,\s]+),", bib.read_text(), flags=re.M))
+    return set(re.findall(r"^@\w+\{([^,\s]+),", bib.read_text(), flags=re.MULTILINE))
 
 
 def cite_markdown(text: str, keys: set[str], bare_code: bool = False) -> str:
@@ -143,14 +143,14 @@ def cite_markdown(text: str, keys: set[str], bare_code: bool = False) -> str:
     def cite(match: re.Match) -> str:
         return "{cite}`" + ",".join(k.strip() for k in re.split(r"[,;]", match.group(1))) + "`"
 
-    parts = re.split(r"(^```.*?^```)", text, flags=re.M | re.S)
+    parts = re.split(r"(^```.*?^```)", text, flags=re.MULTILINE | re.DOTALL)
     for i in range(0, len(parts), 2):        # even parts are outside fenced code
         for pattern in patterns:
             parts[i] = pattern.sub(cite, parts[i])
     return "".join(parts)
 
 
-CAPTION = re.compile(r"\A\s*\*((?:Figure|Fig\.)\b[^*]*?)\*[ \t]*(?:\n\s*\n|\Z)", re.S)
+CAPTION = re.compile(r"\A\s*\*((?:Figure|Fig\.)\b[^*]*?)\*[ \t]*(?:\n\s*\n|\Z)", re.DOTALL)
 
 
 def _source(cell: dict) -> str:
@@ -243,12 +243,12 @@ def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
     if claims:
         summary, full = verdict_tables(claims)
         rel = claims["path"].relative_to(ROOT) if claims["path"].is_relative_to(ROOT) else claims["path"]
-        out += ["## What held", "",
-                f"Verdicts of the {len(claims['rows'])} claims tested, per source, from `{rel}` (the "
-                f"**{claims['profile']}** profile, written {claims['written']}), the result file of "
-                f"[chapter 29](29_reproduction.ipynb). *Reproduced*: the 95 % interval over the independent "
-                "units lies on the claimed side; *inconclusive*: it contains the claimed boundary; "
-                "*contradicted*: it lies on the other side.", "",
+        protocol = (", under the [analysis protocol](protocol.md)"
+                    if "protocol" in [p.stem for p in reader_pages()] else "")
+        intro = (f"Verdicts of the {len(claims['rows'])} claims tested, per source, read from `{rel}` (the "
+                 f"**{claims['profile']}** profile, written {claims['written']}). "
+                 f"[Chapter 29](29_reproduction.ipynb) explains every row and how its verdict is reached{protocol}.")
+        out += ["## What held", "", intro, "",
                 summary, "", f"::::{{dropdown}} All {len(claims['rows'])} claims, one row each", "",
                 ":::{table}", ":class: camkit-claims", ":widths: 36 9 20 19 6 10", "", full, ":::", "::::", ""]
     figure = key_figure()
@@ -256,9 +256,9 @@ def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
         chapter = figure.name[:2]
         out += ["## A first look", "", f"```{{figure}} {figure.name}", ":alt: camkit maps of every method",
                 ":width: 100%", "", KEY_FIGURE_CAPTION.format(chapter=chapter), "```", ""]
-    out += [f"*This book is the `{profile}` run of the notebooks, built {time.strftime('%Y-%m-%d %H:%M')}. "
-            "Plumbing cells (imports, parameters, their checks) are collapsed; the notebooks in "
-            "`notebooks/` keep them. Search works offline.*", ""]
+    out += [(f"*This book is the `{profile}` run of the notebooks, built {time.strftime('%Y-%m-%d %H:%M')}. "
+             "Plumbing cells (imports, parameters, their checks) are collapsed; the notebooks in "
+             "`notebooks/` keep them. Search works offline.*"), ""]
     for caption, predicate in PARTS:
         members = [d for d in docs if "/" not in d and predicate(d)]
         if members:
@@ -372,7 +372,7 @@ def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str 
                "-d", str(doctrees), str(source), str(staging)]
     start = time.time()
     try:
-        result = subprocess.run(command, env=env, cwd=ROOT, timeout=timeout)
+        result = subprocess.run(command, env=env, cwd=ROOT, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise SystemExit(f"sphinx-build ran longer than {timeout:.0f} s; the previous book is left as it was")
     if result.returncode:
