@@ -1,10 +1,10 @@
-"""Sphinx configuration of the camkit book (built by tools/book.py; see the README's "The report").
+"""Sphinx configuration of the camkit book (built by tools/book.py; README: "The report as a book").
 
 tools/book.py stages the executed notebooks, the landing page, the API page and the bibliography
 into build/book-src/<name>/ and runs ``sphinx-build -c book/ <stage> <out>``: this folder holds only
-configuration, templates and static files. Nothing here loads anything from the network: MathJax
-is copied from the ``django-static-mathjax`` wheel into ``_static/mathjax`` and myst-nb's widget
-scripts (require.js from a CDN) are switched off.
+configuration, the abstract and static files. Nothing here loads anything from the network: MathJax
+3 components are copied from the ``django-static-mathjax`` wheel into ``_static/mathjax``, and
+myst-nb's widget scripts (require.js from a CDN) are switched off.
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header", "misc.highlighting_failure"]
 
 # -- maths: MathJax 3 from a package, served from _static (works from file://)
-mathjax_path = "mathjax/tex-chtml-full.js"
+mathjax_path = "mathjax/startup.js"
+mathjax3_config = {"loader": {"load": book.MATHJAX_LOAD}, "options": {"enableMenu": False}}
 
 # -- citations: `[key]` in the notebooks becomes {cite}`key` in the staged copies (tools/book.py)
 bibtex_bibfiles = [str(ROOT / "references.bib")]   # relative paths would be read from book/

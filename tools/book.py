@@ -17,7 +17,8 @@ relative links resolve), and only the copies change:
 
 The landing page (index.md) is generated: the abstract (book/abstract.md), the verdict table of
 chapter 29 read by :func:`reproduction_claims`, one key figure, and the table of contents.
-Maths is typeset by MathJax 3 from the ``django-static-mathjax`` wheel, copied into _static.
+Maths is typeset by MathJax 3 from the ``django-static-mathjax`` wheel, copied into _static
+(:func:`mathjax_static`).
 """
 from __future__ import annotations
 
@@ -309,18 +310,31 @@ def api_modules() -> list[str]:
     return [f"camkit.{name}" for name in sorted(names)]
 
 
+# MathJax 3 as separate components, not a combined file: the combined ones bundle the speech-rule
+# engine, whose source names a CDN for data it never fetches here. These have no such URL.
+MATHJAX_PARTS = ["startup.js", "core.js", "input/tex-base.js", "input/tex-full.js", "input/tex/extensions",
+                 "output/chtml.js", "output/chtml/fonts", "a11y/assistive-mml.js"]
+MATHJAX_LOAD = ["input/tex-full", "output/chtml", "a11y/assistive-mml"]
+
+
 def mathjax_static() -> str:
-    """A folder holding ``mathjax/`` (the combined TeX + CHTML component and its fonts) for _static."""
-    target = ROOT / "build" / "book-assets"
-    script = target / "mathjax" / "tex-chtml-full.js"
-    if not script.exists():
+    """A folder holding ``mathjax/`` (the components above, from the django-static-mathjax wheel) for _static."""
+    target = ROOT / "build" / "book-assets" / "mathjax-components"
+    stamp = target / "parts.txt"
+    if not stamp.exists() or stamp.read_text() != "\n".join(MATHJAX_PARTS):
         import mathjax  # the django-static-mathjax wheel: MathJax 3 as package data
 
+        shutil.rmtree(target, ignore_errors=True)
         es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
-        fonts = es5 / "output" / "chtml" / "fonts" / "woff-v2"
-        shutil.copytree(fonts, target / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2", dirs_exist_ok=True)
-        shutil.copy(es5 / "tex-chtml-full.js", script)
-    return str(target)
+        for part in MATHJAX_PARTS:
+            source, copy = es5 / part, target / "static" / "mathjax" / part
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, copy, dirs_exist_ok=True)
+            else:
+                shutil.copy(source, copy)
+        stamp.write_text("\n".join(MATHJAX_PARTS))
+    return str(target / "static")
 
 
 def stage(notebooks: list[Path], source: Path, profile: str) -> list[str]:
