@@ -47,3 +47,10 @@ def hook_count(model: nn.Module) -> int:
     """Forward, pre-forward and backward hooks currently registered on any module of ``model``."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
                for m in model.modules())
+
+
+#: Settings that keep every multi-pass method fast in the reliability tests (all methods, every model family).
+FAST = {"integrated-gradcam": dict(steps=2), "expected-gradcam": dict(samples=2, seed=0),
+        "smooth-gradcam++": dict(samples=2, seed=0), "scorecam": dict(max_channels=16),
+        "sscam": dict(samples=2, max_channels=16, seed=0), "iscam": dict(steps=2, max_channels=16),
+        "ablationcam": dict(max_channels=16)}

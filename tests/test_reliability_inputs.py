@@ -7,7 +7,7 @@ from torch import nn
 import camkit
 from camkit import metrics, report
 from camkit.methods import normalize_maps
-from nets import GapLinearNet, ReluHeadNet, hook_count, images
+from nets import FAST, GapLinearNet, ReluHeadNet, hook_count, images
 
 pytestmark = pytest.mark.timeout(120)  # "no hang": pytest-timeout fails a case that blocks
 
@@ -93,8 +93,6 @@ def dead_features_net() -> GapLinearNet:
 # --------------------------------------------------------------------------- the battery
 
 X = images(2, 16)
-FAST = {"integrated-gradcam": dict(steps=2), "expected-gradcam": dict(samples=2, seed=0),
-        "smooth-gradcam++": dict(samples=2, seed=0), "scorecam": dict(max_channels=16)}
 
 
 def one_pixel(value: float) -> torch.Tensor:
@@ -218,7 +216,7 @@ CASES = [
     ("box count mismatch", GapLinearNet, lambda m: metrics.pointing_game(torch.rand(2, 16, 16), [[0, 0, 8, 8]]), ValueError,
      r"regions hold 1 images but there are N = 2 maps"),
     ("map of the wrong size for the metric", GapLinearNet,
-     lambda m: metrics.deletion(m.eval(), X, torch.rand(2, 8, 8), n_steps=4, progress=False), ValueError,
+     lambda m: metrics.deletion(m.eval(), X, torch.rand(2, 8, 8), steps=4, progress=False), ValueError,
      r"maps must have shape \(N, H, W\) = \(2, 16, 16\), got \(2, 8, 8\).*upsample"),
 ]
 

@@ -26,7 +26,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 import camkit
 from camkit.methods import channels_last_to_first, tokens_to_grid
-from nets import hook_count
+from nets import FAST, hook_count
 
 try:  # registers the multi-pass methods in camkit.METHODS (a no-op once camkit imports it)
     importlib.import_module("camkit.methods.sampled")
@@ -34,8 +34,6 @@ except ModuleNotFoundError:
     pass
 
 #: Settings that keep the multi-pass methods fast; methods not listed run with their defaults.
-FAST = {"integrated-gradcam": dict(steps=2), "expected-gradcam": dict(samples=2, seed=0),
-        "smooth-gradcam++": dict(samples=2, seed=0), "scorecam": dict(max_channels=16)}
 METHOD_NAMES = sorted(camkit.METHODS)
 GUIDED = (nn.ReLU, nn.ReLU6)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from camkit import metrics
-from camkit.metrics.road import NEIGHBOUR_WEIGHTS, linear_imputation
+from camkit.metrics.debiased_removal import NEIGHBOUR_WEIGHTS, linear_imputation
 from nets import hook_count
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # numpy 2 vs scipy in the peer

@@ -30,14 +30,15 @@ def method_settings(name: str) -> set[str]:
 
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; methods are {', '.join(METHODS)}")
-    def keywords(function) -> set[str]:
-        parameters = inspect.signature(function).parameters
-        found = {p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY}
-        if any(spec.kind is inspect.Parameter.VAR_KEYWORD for spec in parameters.values()):
-            found |= keywords(BaseCAM.__init__)  # **options go to BaseCAM
-        return found
-
-    return keywords(METHODS[name].__init__)
+    found: set[str] = set()
+    for cls in METHODS[name].__mro__:  # **options go up the classes to BaseCAM
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters
+        found |= {p for p, spec in parameters.items() if spec.kind is inspect.Parameter.KEYWORD_ONLY}
+        if not any(spec.kind is inspect.Parameter.VAR_KEYWORD for spec in parameters.values()):
+            break
+    return found
 
 
 def create_method(name: str, model, layer=None, **settings) -> BaseCAM:

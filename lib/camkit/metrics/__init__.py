@@ -742,6 +742,6 @@ def path_gradient_change(model: nn.Module, layer: LayerSpec, x: Tensor, target: 
     return change.mean(1)
 
 
-from .road import ROAD_PERCENTAGES, Road, linear_imputation, road, road_combined  # noqa: E402  (uses the helpers above)
+from .debiased_removal import ROAD_PERCENTAGES, Road, linear_imputation, road, road_combined  # noqa: E402  (uses the helpers above)
 
 __all__ += ["Road", "road", "road_combined", "linear_imputation", "ROAD_PERCENTAGES"]

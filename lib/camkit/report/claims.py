@@ -129,6 +129,8 @@ def planned_rows(protocol: Mapping[str, Any]) -> list[dict[str, Any]]:
             for a in _listed(claim.get("a")):
                 for b in _listed(claim.get("b")):
                     text = claim["text"].format(a=PRETTY.get(a, a), b=PRETTY.get(b, b))
+                    if a and "/" in a:  # a reading of the method, e.g. integrated-gradcam/authors-code
+                        text += f" [{a.split('/', 1)[1]} reading]"
                     rid = f"{claim['id']}{':' + a if a else ''}{'-vs-' + b if b else ''}@{setup}"
                     rows.append({"id": rid, "claim": claim["id"], "text": text, "source": claim["source"],
                                  "chapter": claim.get("chapter"), "setup": setup, "head": props["head"],

@@ -26,8 +26,8 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Setup", "setups", "Images", "photos_for", "composites_for", "shapes_for", "references_for",
-           "MapCache", "to_unit_maps"]
+__all__ = ["Setup", "setups", "Images", "correct_photos", "photos_for", "composites_for", "shapes_for", "references_for",
+           "MapCache", "to_unit_maps", "method_key", "median_split"]
 
 
 # --------------------------------------------------------------------------- setups
@@ -125,6 +125,26 @@ def _check_count(n: int, name: str = "n") -> int:
     return n
 
 
+def correct_photos(zoo_model, root: Optional[Path] = None):
+    """The corpus photos ``zoo_model`` classifies correctly (:func:`camkit.data.select_correct`) and the
+    rule, remembered in ``<map cache>/selection/`` (keyed by the model's weights and the corpus table)
+    so that chapters do not decode and classify the whole corpus again."""
+    from ..data import corpus
+
+    photos = corpus.corpus_photos(with_classes=True)
+    key = hashlib.sha1(json.dumps([zoo_model.name, zoo_model.weights, [p.name for p in photos],
+                                   [list(p.accept) for p in photos]]).encode()).hexdigest()[:16]
+    path = Path(root or MapCache.default_root()) / "selection" / f"{zoo_model.name}-{key}.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        by_name = {p.name: p for p in photos}
+        return [by_name[name] for name in saved["kept"]], saved["rule"]
+    kept, rule = corpus.select_correct(photos, zoo_model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"kept": [p.name for p in kept], "rule": rule}))
+    return kept, rule
+
+
 def photos_for(zoo_model, n: int, seed: int = 0, *, exclude: Sequence[str] = ()) -> Images:
     """``n`` corpus photos that ``zoo_model`` classifies correctly, from ``n`` distinct units.
 
@@ -136,8 +156,8 @@ def photos_for(zoo_model, n: int, seed: int = 0, *, exclude: Sequence[str] = ())
     from ..data import corpus
 
     _check_count(n)
-    candidates = [item for item in corpus.corpus_photos(with_classes=True) if item.name not in set(exclude)]
-    kept, rule = corpus.select_correct(candidates, zoo_model)
+    kept, rule = correct_photos(zoo_model)
+    kept = [item for item in kept if item.name not in set(exclude)]
     chosen = corpus.sample_units(kept, min(n, len({item.unit for item in kept})), seed=seed)
     chosen.sort(key=lambda item: item.name)
     x = zoo_model.prepare([item.image for item in chosen]).cpu()
@@ -193,6 +213,41 @@ def references_for(zoo_model, exclude: Images, n: int, seed: int = 0) -> Tensor:
     return zoo_model.prepare([item.image for item in chosen]).cpu()
 
 
+# --------------------------------------------------------------------------- methods and subsets
+
+#: Settings that a "name/variant" key adds (the protocol names a reading of a method that way).
+VARIANT_SETTINGS = {"authors-code": {"variant": "authors-code"}}
+
+
+def method_key(key: str, **settings) -> tuple[str, dict[str, Any]]:
+    """``"integrated-gradcam/authors-code"`` → ("integrated-gradcam", {"variant": "authors-code", **settings})."""
+    from ..methods import METHODS
+
+    name, _, variant = key.partition("/")
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r} in {key!r}; methods are {list(METHODS)}")
+    if variant and variant not in VARIANT_SETTINGS:
+        raise ValueError(f"unknown reading {variant!r} in {key!r}; readings are {list(VARIANT_SETTINGS)}")
+    return name, {**settings, **VARIANT_SETTINGS.get(variant, {})}
+
+
+def median_split(values: Sequence[float], units: Sequence[str]) -> list[bool]:
+    """True for the images above the median of ``values``: the median of all images when each unit
+    holds one image (photos), else each unit's own median (images nested in a shapes model's seed),
+    so both halves keep every unit."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    units = list(units)
+    if len(set(units)) == len(units):
+        return (values > np.median(values)).tolist()
+    high = np.zeros(len(values), dtype=bool)
+    for unit in set(units):
+        rows = np.array([u == unit for u in units])
+        high[rows] = values[rows] > np.median(values[rows])
+    return high.tolist()
+
+
 # --------------------------------------------------------------------------- maps
 
 def to_unit_maps(raw: Tensor, size: Sequence[int]) -> Tensor:
@@ -230,13 +285,18 @@ class MapCache:
 
     def __init__(self, root: Optional[Path] = None, device: Optional[torch.device] = None, chunk: int = 16,
                  progress: bool = True):
-        from . import repo_root
-
-        self.root = Path(root or os.environ.get("CAMKIT_MAP_CACHE") or repo_root() / "build" / "maps")
+        self.root = Path(root or self.default_root())
         self.device = device
         self.chunk = _check_count(chunk, "chunk")
         self.progress = progress
         self.hits = self.misses = 0
+
+    @staticmethod
+    def default_root() -> Path:
+        """``$CAMKIT_MAP_CACHE``, else ``build/maps`` of the report's checkout."""
+        from . import repo_root
+
+        return Path(os.environ.get("CAMKIT_MAP_CACHE") or repo_root() / "build" / "maps")
 
     def path(self, setup: Setup, zoo_model, method: str, settings: Mapping[str, Any], images: Images) -> Path:
         """Where the maps of this combination are stored."""
