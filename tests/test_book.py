@@ -63,8 +63,11 @@ def test_staged_copy_hides_plumbing_links_citations_and_captions(tmp_path):
             c.update(outputs=list(outputs), execution_count=1)
         return c
 
-    image = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}
-    table = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "| a |\n|---|\n| `zhou2016cam` |"}}
+    def display(data):
+        return {"output_type": "display_data", "metadata": {}, "data": data}
+
+    image = display({"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+    table = display({"text/markdown": "| a |\n|---|\n| `zhou2016cam` |"})
     cells = [cell("markdown", "# 99 · Title\n\nAs in (Zhou et al., 2016 `[zhou2016cam]`) and [selvaraju2017gradcam]; "
                               "not [a link](x.ipynb) nor `[unknown2020]`."),
              cell("code", "import torch\n\nimport camkit"),

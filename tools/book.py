@@ -46,7 +46,7 @@ KEY_FIGURES = ["10_gallery_efficientnet_lite0_cpu.png", "10_gallery_efficientnet
 KEY_FIGURE_CAPTION = ("Every camkit method on the same photos (pretrained EfficientNet-Lite0, top-1 class); "
                       "chapter {chapter} draws it and compares the maps.")
 
-# Sidebar parts, in reading order: (caption, predicate on the notebook's stem, staged folder).
+# Sidebar parts of the chapters, in reading order: (caption, predicate on the notebook's stem).
 PARTS = [
     ("Theory", lambda stem: stem[0] == "0"),
     ("Experiments", lambda stem: stem[0] == "1"),
@@ -106,6 +106,11 @@ def _cell(text) -> str:
 
 def verdict_tables(claims: dict) -> tuple[str, str]:
     """(counts per source and verdict, the full table) as MyST Markdown."""
+    keys = bib_keys()
+
+    def cite(source: str, role: str = "cite") -> str:   # a source outside references.bib stays plain text
+        return f"{{{role}}}`{source}`" if source in keys else source
+
     counts: dict[str, Counter] = {}
     for row in claims["rows"]:
         counts.setdefault(row["source"] or "(none)", Counter())[row["verdict"]] += 1
@@ -113,15 +118,15 @@ def verdict_tables(claims: dict) -> tuple[str, str]:
     verdicts += sorted({v for c in counts.values() for v in c} - set(verdicts))
     lines = ["| source | " + " | ".join(verdicts) + " | claims |", "|---|" + "---:|" * (len(verdicts) + 1)]
     for source, c in counts.items():
-        cite = f"{{cite:t}}`{source}`" if source != "(none)" else source
-        lines.append(f"| {cite} | " + " | ".join(str(c[v]) for v in verdicts) + f" | {sum(c.values())} |")
+        cells = [cite(source, "cite:t"), *(str(c[v]) for v in verdicts), str(sum(c.values()))]
+        lines.append("| " + " | ".join(cells) + " |")
     total = Counter(v for row in claims["rows"] for v in [row["verdict"]])
     lines.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in verdicts) + f" | **{sum(total.values())}** |")
     full = ["| claim | source | model | measured (95 % interval) | N | verdict |", "|---|---|---|---|---:|---|"]
     for r in claims["rows"]:
-        cite = f"{{cite}}`{r['source']}`" if r["source"] else ""
-        full.append(f"| {_cell(r['claim'])} | {cite} | {_cell(r['model'])} | {_cell(r['measured'])} | {r['n']} "
-                    f"| **{_cell(r['verdict'])}** |")
+        cells = [_cell(r["claim"]), cite(r["source"]), _cell(r["model"]), _cell(r["measured"]), str(r["n"]),
+                 f"**{_cell(r['verdict'])}**"]
+        full.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), "\n".join(full)
 
 
