@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from camkit.data import corpus, paths
 from camkit.data.rcc import RccError, RccFile
@@ -172,7 +173,8 @@ def test_listing_decodes_nothing_and_items_decode_on_access():
 def test_cutout_masks_are_the_alpha_channel():
     items = corpus.cutouts(with_classes=True)[:12]
     for item in items:
-        rgba = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(corpus.cache_file(item.package, item.path)).convert("RGBA"))
+        with Image.open(corpus.cache_file(item.package, item.path)) as image:
+            rgba = np.asarray(image.convert("RGBA"))
         assert np.array_equal(item.mask, rgba[..., 3] > 0)
         assert item.image.shape == rgba.shape[:2] + (3,)
         assert 0 < item.mask.mean() < 1
