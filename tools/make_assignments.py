@@ -3,7 +3,9 @@
     python tools/make_assignments.py                 # student/ and grading/ from master/ (what make runs)
     python tools/make_assignments.py --check         # exit 1 when the committed copies are out of sync
     python tools/make_assignments.py --course DIR    # a ready nbgrader course (source/, release/, gradebook)
-    python tools/make_assignments.py author draft.py notebooks/assignments/master/05_x.ipynb --execute
+    python tools/make_assignments.py --course DIR --only 01_gradcam_from_hooks   # some assignments only
+    python tools/make_assignments.py margins         # how far each wrong answer lands from the tolerance
+    python tools/make_assignments.py author draft.py notebooks/assignments/master/06_x.ipynb --execute
 
 The masters (``notebooks/assignments/master/NN_slug.ipynb``) hold the solutions between
 ``### BEGIN SOLUTION`` / ``### END SOLUTION`` and the hidden tests between ``### BEGIN HIDDEN TESTS``
@@ -15,6 +17,11 @@ answer). nbgrader's own ``generate_assignment`` (run offline, without a database
 * ``notebooks/assignments/grading/``: the same with the hidden tests kept: exactly what
   ``nbgrader autograde`` runs on a submission (CI runs it on the blank copies to prove that they
   fail every graded cell with a CheckFailed report, not a crash).
+
+A course (``--course``) gets, next to nbgrader's folders, an ``nbgrader_config.py`` that grades outside the
+kernel (``checks.GradedExecute`` from ``grader/checks.py``, see notebooks/assignments/README.md), an exchange
+folder inside the course (no root needed), and the chapters each assignment links to as standalone HTML
+in ``source/<assignment>/chapters/`` (the links ``../../NN_slug.ipynb`` of the masters are rewritten to them).
 
 ``author`` turns a percent-format draft (see tools/py2nb.py) into a master. Cell headers carry
 the nbgrader role as tags: ``tags=["solution"]``, ``tags=["test", "points=3"]`` (autograded),
@@ -43,6 +50,13 @@ MASTER = ASSIGNMENTS / "master"
 OUTPUTS = {"student": ASSIGNMENTS / "student", "grading": ASSIGNMENTS / "grading"}
 SUPPORT = ["checks.py"]  # files every assignment folder of an nbgrader course needs
 COURSE_ID = "camkit"
+NOTEBOOKS = ROOT / "notebooks"
+CHAPTER_LINK = re.compile(r"\]\(\.\./\.\./((\d\d_\w+)\.ipynb|glossary\.md)\)")
+#: nbgrader's default autograde preprocessors with Execute replaced by the one that grades outside the kernel
+AUTOGRADE_PREPROCESSORS = ["checks.GradedExecute", "nbgrader.preprocessors.IgnorePattern",
+                           "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
+                           "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
+                           "nbgrader.preprocessors.CheckCellMetadata"]
 
 
 # --------------------------------------------------------------------------- generation
@@ -65,7 +79,8 @@ def nbgrader(args: list[str], course: Path) -> None:
 
 
 def stage_sources(course: Path, notebooks: list[Path], support: bool) -> None:
-    """nbgrader's layout: source/<assignment>/<assignment>.ipynb (+ checks.py for a real course)."""
+    """nbgrader's layout: source/<assignment>/<assignment>.ipynb (+ checks.py and the linked chapters as
+    HTML for a real course, whose links are rewritten to them)."""
     for notebook in notebooks:
         folder = course / "source" / notebook.stem
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,6 +88,45 @@ def stage_sources(course: Path, notebooks: list[Path], support: bool) -> None:
         if support:
             for name in SUPPORT:
                 shutil.copy(ASSIGNMENTS / name, folder / name)
+            link_chapters(folder / notebook.name, folder / "chapters")
+
+
+def link_chapters(path: Path, chapters: Path) -> list[str]:
+    """Point the links ``../../NN_slug.ipynb`` (which work in the repository) to ``chapters/NN_slug.html``
+    and export those chapters there as standalone HTML (images embedded): a course folder has no
+    ``../../``. Returns the chapters written."""
+    notebook = nbformat.read(path, as_version=4)
+    linked = set()
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            linked |= {m.group(1) for m in CHAPTER_LINK.finditer(cell.source)}
+            cell.source = CHAPTER_LINK.sub(lambda m: f"](chapters/{Path(m.group(1)).stem}.html)", cell.source)
+    nbformat.write(notebook, path)
+    chapters.mkdir(exist_ok=True)
+    written = []
+    for name in sorted(linked):
+        target = chapters / f"{Path(name).stem}.html"
+        if name.endswith(".md"):
+            target.write_text(markdown_page(NOTEBOOKS / name))
+        else:
+            target.write_text(chapter_html(NOTEBOOKS / name))
+        written.append(target.name)
+    return written
+
+
+def chapter_html(path: Path) -> str:
+    from nbconvert import HTMLExporter
+    exporter = HTMLExporter(embed_images=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+    return body
+
+
+def markdown_page(path: Path) -> str:
+    """A Markdown page as a notebook of one cell, exported like a chapter (MathJax, tables)."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(path.read_text())])
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(exclude_input_prompt=True).from_notebook_node(notebook)
+    return body
 
 
 def normalise(path: Path) -> None:
@@ -120,20 +174,112 @@ def out_of_sync() -> list[str]:
         return problems
 
 
-def make_course(course: Path) -> None:
-    """An nbgrader course folder with every assignment generated and registered in its gradebook."""
+COURSE_CONFIG = """\
+# nbgrader configuration of the camkit course (written by tools/make_assignments.py --course).
+import os
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "grader"))   # grader/checks.py: GradedExecute
+
+c = get_config()
+c.CourseDirectory.course_id = {course_id!r}
+c.CourseDirectory.root = here
+# The exchange lives in the course folder, so no root rights are needed; every account that releases,
+# fetches, submits or collects must name the same folder (see notebooks/assignments/README.md).
+c.Exchange.root = os.path.join(here, "exchange")
+# Grade outside the kernel: the checks run in a grader process started before the notebook, and each
+# graded cell's outputs are rewritten from its log (nothing the student's code does in the kernel counts).
+c.Autograde.autograde_preprocessors = {preprocessors!r}
+c.Execute.timeout = 600
+# checks.py in source/<assignment>/ replaces any copy a student submitted (nbgrader's default).
+"""
+
+
+def make_course(course: Path, only: list[str] | None = None) -> None:
+    """An nbgrader course folder with the assignments generated and registered in its gradebook."""
     course.mkdir(parents=True, exist_ok=True)
     config = course / "nbgrader_config.py"
     if not config.exists():
-        config.write_text("c = get_config()\n"
-                          f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
-                          "# checks.py in the source folder replaces any student copy when autograding\n"
-                          "c.ExecutePreprocessor.timeout = 600\n")
-    notebooks = masters()
+        config.write_text(COURSE_CONFIG.format(course_id=COURSE_ID, preprocessors=AUTOGRADE_PREPROCESSORS))
+    (course / "grader").mkdir(exist_ok=True)
+    shutil.copy(ASSIGNMENTS / "checks.py", course / "grader" / "checks.py")
+    exchange = course / "exchange"
+    exchange.mkdir(exist_ok=True)
+    os.chmod(exchange, 0o777 | 0o1000)  # nbgrader's exchange convention: world-writable, sticky
+    notebooks = [n for n in masters() if not only or n.stem in only]
+    if only and len(notebooks) != len(only):
+        raise SystemExit(f"unknown assignments {sorted(set(only) - {n.stem for n in notebooks})}")
     stage_sources(course, notebooks, support=True)
     for notebook in notebooks:
         nbgrader(["generate_assignment", notebook.stem, "--force"], course)
     print(f"nbgrader course in {course}: {', '.join(n.stem for n in notebooks)} generated into release/")
+
+
+def margins() -> str:
+    """The README table: every wrong answer and known cheat of notebooks/assignments/variants.py through the
+    grader, visible and hidden checks, as max |Δ| / tolerance (∞: a shape, NaN, hook, exception, a
+    switched-off call)."""
+    sys.path.insert(0, str(ASSIGNMENTS))
+    import checks
+    import variants
+
+    def fmt(cases):
+        failing = [c for c in cases if c["failed"]]
+        if not failing:
+            return "passes"
+        ratio = max(c["ratio"] for c in failing)
+        return "∞" if ratio == float("inf") else f"{ratio:,.0f}×"
+
+    rows = ["| task | wrong answer | visible checks | hidden checks | report says |", "| --- | --- | --- | --- | --- |"]
+    entries = [(check, name, overrides) for check, group in variants.WRONG.items() for name, (overrides, _) in group.items()]
+    entries += [(check, f"**{name}**", overrides) for name, (check, overrides, _) in variants.CHEATS.items()]
+    for check, name, overrides in entries:
+        functions = variant_functions(check, overrides)
+        seen = {}
+        for hidden in (False, True):
+            seen[hidden] = checks.submit(check, *functions, hidden=hidden, measure=True)["cases"]
+        reason = next((c["reason"] for c in seen[False] + seen[True] if c["failed"]), "")
+        rows.append(f"| {checks.CHECKS[check].task} | {name} | {fmt(seen[False])} | {fmt(seen[True])} | "
+                    f"{short_reason(reason)} |")
+    return "\n".join(rows)
+
+
+def short_reason(reason: str) -> str:
+    """The report's "got:" line for a table cell: the largest error for a tolerance, else the first words."""
+    if "max |Δ| =" in reason:
+        reason = reason[reason.index("max |Δ| ="):]
+    return reason.replace("|Δ|", "Δ").replace("|", "/")[:70]
+
+
+SKIPPED_IMPORTS = ("matplotlib", "sympy", "sys", "pathlib", "checks")
+
+
+def master_source(stem: str) -> str:
+    """A master's answers as one module: its imports (no plotting), the given helpers and the solution cells."""
+    notebook = nbformat.read(MASTER / f"{stem}.ipynb", as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    parts = []
+    import ast
+    for node in ast.parse(code[0].source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            if not any(n.split(".")[0] in SKIPPED_IMPORTS or n == "camkit.zoo" for n in names):
+                parts.append(ast.get_source_segment(code[0].source, node))
+    for cell in code[1:]:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade") and cell.source.lstrip().startswith(("def ", "class ")):
+            parts.append(cell.source)
+    return "\n\n".join(parts) + "\n"
+
+
+def variant_functions(check: str, overrides: dict | None = None) -> list[tuple[str, str]]:
+    """(source, entry) per parameter of ``check``: the master's answers with ``overrides`` appended."""
+    sys.path.insert(0, str(ASSIGNMENTS))
+    import variants
+    stem, params = variants.TASKS[check]
+    source = master_source(stem) + "".join("\n" + text for text in (overrides or {}).values())
+    return [(source, name) for name in params.values()]
 
 
 # --------------------------------------------------------------------------- authoring
@@ -195,16 +341,20 @@ def main() -> None:
     draft.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--check", action="store_true", help="only report whether student/ and grading/ are in sync")
     parser.add_argument("--course", type=Path, help="write a complete nbgrader course folder here instead")
+    parser.add_argument("--only", nargs="+", help="with --course: only these assignments")
+    sub.add_parser("margins", help="print the margins table of README.md")
     args = parser.parse_args()
     if args.command == "author":
         author(args.source, args.target, args.execute, args.timeout)
+    elif args.command == "margins":
+        print(margins())
     elif args.check:
         problems = out_of_sync()
         if problems:
             raise SystemExit("out of sync with the masters (run `make assignments`):\n  " + "\n  ".join(problems))
         print("student/ and grading/ are in sync with master/")
     elif args.course:
-        make_course(args.course.resolve())
+        make_course(args.course.resolve(), args.only)
     else:
         generate(OUTPUTS)
         for kind, folder in OUTPUTS.items():
