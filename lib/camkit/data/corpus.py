@@ -183,9 +183,14 @@ class CorpusItem:
 
 # --------------------------------------------------------------------------- tables
 
+@lru_cache(maxsize=1)
+def _classes() -> tuple[str, ...]:
+    return tuple(imagenet_classes())
+
+
 def _resolve(tokens: Sequence[str], where: str) -> tuple[int, ...]:
     """Table tokens -> ImageNet indices. A token is a class name, ``#index`` or an ``@group``."""
-    classes = imagenet_classes()
+    classes = _classes()
     out: list[int] = []
     for token in tokens:
         if token in CORPUS_GROUPS:
@@ -274,7 +279,7 @@ def _boxed_items() -> list[CorpusItem]:
     """The 15 boxed photos as corpus items; accepted set = the union of their objects' sets."""
     from . import images
 
-    classes = imagenet_classes()
+    classes = list(_classes())
     out = []
     for name, entry in images._box_file()["photos"].items():
         tokens: list[str] = []
