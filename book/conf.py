@@ -1,7 +1,7 @@
 """Sphinx configuration of the camkit book (built by tools/book.py; README: "The report as a book").
 
 tools/book.py stages the executed notebooks, the landing page, the API page and the bibliography
-into build/book-src/<name>/ and runs ``sphinx-build -c book/ <stage> <out>``: this folder holds only
+into build/book-work/<name>/src/ and runs ``sphinx-build -c book/ <stage> <out>``: this folder holds only
 configuration, the abstract and static files. Nothing here loads anything from the network: MathJax
 3 components are copied from the ``django-static-mathjax`` wheel into ``_static/mathjax``, and
 myst-nb's widget scripts (require.js from a CDN) are switched off.

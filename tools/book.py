@@ -4,7 +4,7 @@
     python tools/book.py --notebooks build/notebooks/cpu --out build/report-cpu --profile cpu
 
 `make report` calls :func:`build` on papermill's executed copies (tools/build_report.py). Nothing
-is executed here. The notebooks are staged into build/book-src/<out name>/ as copies, in the
+is executed here. The notebooks are staged into build/book-work/<out name>/src/ as copies, in the
 repository's layout (chapters at the top, masters under assignments/master/, so the notebooks'
 relative links resolve), and only the copies change:
 
@@ -379,10 +379,9 @@ def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str 
     One process by default: Sphinx's ``-j N`` forks its workers after autodoc has imported torch,
     and such a fork can deadlock (it did here, on a busy machine); the parallel read saves little.
     """
-    source = ROOT / "build" / "book-src" / out.name
+    work = ROOT / "build" / "book-work" / out.name    # src/, doctrees/, html/ and myst-nb's jupyter_execute/
+    source, doctrees, staging = work / "src", work / "doctrees", work / "html"
     stage(notebooks, source, profile)
-    staging = out.with_name(out.name + ".partial")
-    doctrees = ROOT / "build" / "book-doctrees" / out.name
     if staging.exists():
         shutil.rmtree(staging)
     mathjax_static()
@@ -398,7 +397,8 @@ def build(notebooks: list[Path], out: Path, profile: str = "default", jobs: str 
         raise SystemExit(f"sphinx-build failed ({result.returncode}); the previous book is left as it was")
     if out.exists():
         shutil.rmtree(out)
-    staging.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(out))
     print(f"  book built in {time.time() - start:.0f} s: {(out / 'index.html')}")
     return out
 
