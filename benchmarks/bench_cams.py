@@ -118,6 +118,14 @@ class Runner:
     def key(self) -> str:
         return f"{self.library}:{self.method}"
 
+    def once(self) -> Tensor:
+        """Set up, compute the maps once, tear down (the peer's hooks never outlive the call)."""
+        self.setup()
+        try:
+            return self.call()
+        finally:
+            self.teardown()
+
 
 def layer_module(model: nn.Module, name: str) -> nn.Module:
     return dict(model.named_modules())[name]

@@ -27,7 +27,7 @@ class AblationCAM(BaseCAM):
 
     The paper (and pytorch-grad-cam) divide by y^c itself. For y^c > 0 that is the same; for a
     negative score it flips the sign of every weight, so the ReLU then keeps the regions whose
-    ablation *raises* the score. camkit divides by |y^c|, keeping the sign of the drop (a positive
+    ablation *raises* the score. camkit divides by ``|y^c|``, keeping the sign of the drop (a positive
     scale per map, which normalisation removes). pytorch-grad-cam also replaces a channel by
     min(A) − 10⁷ instead of 0 when the layer has negative values; camkit always zeroes, as the paper.
 

@@ -98,7 +98,7 @@ class FullGrad(BaseCAM):
                 handle.remove()
 
     def psi(self, terms: Tensor, size) -> Tensor:
-        """ψ of (B, C, *spatial) terms, summed over channels: (B, *size)."""
+        """ψ of ``(B, C, *spatial)`` terms, summed over channels: ``(B, *size)``."""
         spatial = terms.ndim - 2
         terms = terms.abs().float()
         if self.variant == "paper":
@@ -135,7 +135,7 @@ class FullGrad(BaseCAM):
         return torch.cat(maps)
 
     def combine(self, start: Tensor, grads, records, size) -> Tensor:
-        """M (B, *size) from the gradients of the input and of every bias module's output."""
+        """M ``(B, *size)`` from the gradients of the input and of every bias module's output."""
         total = torch.zeros(start.shape[0], *size, device=start.device)
         if grads[0] is not None:
             total = total + self.psi(grads[0] * start, size)

@@ -31,7 +31,7 @@ FACTORS = (0.9, 1.0, 1.1)
 
 
 def principal_projection(terms: Tensor, spatial_ndim: int = 2, *, center: bool = True) -> Tensor:
-    r"""The first principal component of per-channel terms: (…, C, *spatial) → (…, *spatial).
+    r"""The first principal component of per-channel terms: ``(…, C, *spatial)`` → ``(…, *spatial)``.
 
     ``spatial_ndim`` trailing dims are positions (2 for images, 3 for volumes), the one before them
     channels. Each (…) slice is read as the matrix T (positions × C); the result is
@@ -55,7 +55,7 @@ def principal_projection(terms: Tensor, spatial_ndim: int = 2, *, center: bool =
 # --------------------------------------------------------------------------- per-channel terms
 
 def channel_terms(cam: BaseCAM, x: Tensor, targets: Targets) -> Tensor:
-    """The per-channel terms T (N, K, C, *spatial) whose sum over C is ``cam``'s raw map.
+    """The per-channel terms T ``(N, K, C, *spatial)`` whose sum over C is ``cam``'s raw map.
 
     A method that defines ``channel_terms(x, targets)`` gives them itself (Score-CAM, SS-CAM,
     IS-CAM, Ablation-CAM). For the single-pass gradient methods (Grad-CAM, Grad-CAM++, XGrad-CAM,
@@ -80,7 +80,7 @@ def channel_terms(cam: BaseCAM, x: Tensor, targets: Targets) -> Tensor:
 
 
 def per_channel_combine(cam: GradientCAM, activation: Tensor, grads: Tensor) -> Tensor:
-    """T (B, K, C, *spatial): ``cam.combine`` of each channel alone, channels moved into the batch."""
+    """T ``(B, K, C, *spatial)``: ``cam.combine`` of each channel alone, channels moved into the batch."""
     b, c = activation.shape[:2]
     k, spatial = grads.shape[1], activation.shape[2:]
     alone_a = activation.reshape(b * c, 1, *spatial)

@@ -29,7 +29,7 @@ Miller ("A Practitioner's Guide to Cluster-Robust Inference", 2015, §VI) recomm
 so the interval generalises over training runs on the images used (with the same test images for
 every seed, image-sampling variance is not part of it; with hundreds of images it is small).
 
-**Tests** at α = 0.05. *Difference*: p_diff = 2·P(T_{G−1} > |θ̂/SE|). *Equivalence* against the
+**Tests** at α = 0.05. *Difference*: p_diff = 2·P(T_{G−1} > ``|θ̂/SE|``). *Equivalence* against the
 protocol's margin δ (two one-sided tests, TOST, Schuirmann 1987): p_equiv = max(P(T > (θ̂ + δ)/SE),
 P(T < (θ̂ − δ)/SE)), each one-sided test at α/2, so that before correction "different" ⇔ the 95 %
 interval excludes 0 and "equivalent" ⇔ it lies inside (−δ, δ). Within a claim family both kinds of
@@ -106,7 +106,7 @@ def _t_quantile(p: float, df: int) -> float:
 
 
 def t_pvalue(estimate: float, se: float, df: int) -> float:
-    """Two-sided p-value of H0: θ = 0, 2·P(T_df > |θ̂/SE|); SE = 0 gives 1 if θ̂ = 0 else 0."""
+    """Two-sided p-value of H0: θ = 0, ``2·P(T_df > |θ̂/SE|)``; SE = 0 gives 1 if θ̂ = 0 else 0."""
     if se == 0:
         return 1.0 if estimate == 0 else 0.0
     return 2 * _t_cdf(-abs(estimate) / se, df)
