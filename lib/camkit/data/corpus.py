@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .images import place_rectangles
 from .paths import ASSETS, DataUnavailableError, find
 from .zoo import ZooModel, imagenet_classes, load_model
 
@@ -563,37 +564,11 @@ def benchmark_backgrounds() -> list[CorpusItem]:
     return [item for item in corpus_photos(boxed=False) if item.background]
 
 
-def _overlaps(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def _window(rng: np.random.Generator, height: int, width: int) -> Box:
     side = int(rng.uniform(0.5, 1.0) * min(height, width))
     x = int(rng.integers(0, width - side + 1))
     y = int(rng.integers(0, height - side + 1))
     return (x, y, x + side, y + side)
-
-
-def _rectangles(rng: np.random.Generator, aspect: float, copies: int, size: int,
-                low: float, high: float) -> list[Box]:
-    """Non-overlapping rectangles of the object's aspect ratio; longest side U(low, high) * size."""
-    while True:
-        boxes: list[Box] = []
-        for _ in range(copies):
-            longest = rng.uniform(low, high) * size
-            w = max(int(round(longest if aspect >= 1 else longest * aspect)), 8)
-            h = max(int(round(longest / aspect if aspect >= 1 else longest)), 8)
-            for _ in range(100):
-                px, py = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-                box = (px, py, px + w, py + h)
-                if not any(_overlaps(box, b) for b in boxes):
-                    boxes.append(box)
-                    break
-            else:
-                break
-        if len(boxes) == copies:
-            return boxes
-        low, high = 0.85 * low, 0.85 * high
 
 
 def _compose(rng: np.random.Generator, source: CorpusItem, background: CorpusItem, variant: str,
@@ -613,7 +588,7 @@ def _compose(rng: np.random.Generator, source: CorpusItem, background: CorpusIte
         crop = crop[:, ::-1]
     copies = 1 if variant == "single" else int(rng.integers(2, 5))
     low, high = (0.45, 0.8) if variant == "single" else (0.28, 0.5)
-    rects = _rectangles(rng, crop.shape[1] / crop.shape[0], copies, size, low, high)
+    rects = place_rectangles(rng, crop.shape[1] / crop.shape[0], copies, size, low, high)
     mask = np.zeros((size, size), dtype=bool)
     boxes = []
     for bx0, by0, bx1, by1 in rects:

@@ -319,6 +319,29 @@ def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC))
 
 
+def place_rectangles(rng: np.random.Generator, aspect: float, copies: int, size: int,
+                     low: float, high: float) -> list[Box]:
+    """``copies`` non-overlapping rectangles of aspect ratio ``aspect`` (w / h) in a ``size`` square,
+    longest side U(low, high) · size (at least 8 px); all the ranges shrink by 0.85 until they fit."""
+    while True:
+        boxes: list[Box] = []
+        for _ in range(copies):
+            longest = rng.uniform(low, high) * size
+            w = max(int(round(longest if aspect >= 1 else longest * aspect)), 8)
+            h = max(int(round(longest / aspect if aspect >= 1 else longest)), 8)
+            for _ in range(100):
+                px, py = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+                box = (px, py, px + w, py + h)
+                if not any(_overlaps(box, b) for b in boxes):
+                    boxes.append(box)
+                    break
+            else:
+                break
+        if len(boxes) == copies:
+            return boxes
+        low, high = 0.85 * low, 0.85 * high
+
+
 def _compose(rng: np.random.Generator, source: SourceObject, variant: str, size: int,
              backgrounds: list[tuple[str, Box]], pixels: dict[str, np.ndarray]):
     """Paste 1 (single) or 2–4 (multi) copies of ``source``'s crop onto a background window."""
@@ -329,24 +352,7 @@ def _compose(rng: np.random.Generator, source: SourceObject, variant: str, size:
     aspect = (x1 - x0) / (y1 - y0)
     copies = 1 if variant == "single" else int(rng.integers(2, 5))
     low, high = (0.45, 0.8) if variant == "single" else (0.28, 0.5)
-    while True:  # shrink until the copies fit without overlapping
-        boxes: list[Box] = []
-        for _ in range(copies):
-            longest = rng.uniform(low, high) * size
-            w = int(round(longest if aspect >= 1 else longest * aspect))
-            h = int(round(longest / aspect if aspect >= 1 else longest))
-            w, h = max(w, 8), max(h, 8)
-            for _ in range(100):
-                px, py = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-                box = (px, py, px + w, py + h)
-                if not any(_overlaps(box, b) for b in boxes):
-                    boxes.append(box)
-                    break
-            else:
-                break
-        if len(boxes) == copies:
-            break
-        low, high = 0.85 * low, 0.85 * high
+    boxes = place_rectangles(rng, aspect, copies, size, low, high)
     for bx0_, by0_, bx1_, by1_ in boxes:
         canvas[by0_:by1_, bx0_:bx1_] = _resize(np.ascontiguousarray(crop), bx1_ - bx0_, by1_ - by0_)
     return canvas, tuple(boxes), (bg_name, (bx0, by0, bx1, by1))
