@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -54,3 +55,17 @@ FAST = {"integrated-gradcam": dict(steps=2), "expected-gradcam": dict(samples=2,
         "smooth-gradcam++": dict(samples=2, seed=0), "scorecam": dict(max_channels=16),
         "sscam": dict(samples=2, max_channels=16, seed=0), "iscam": dict(steps=2, max_channels=16),
         "ablationcam": dict(max_channels=16)}
+
+
+class AffineNet(nn.Module):
+    """Affine in the input: a strided conv "features" (half resolution, so Score-CAM upsamples) ->
+    2 × 2 average pooling -> linear on the flat maps. Score gains are exact linear functions."""
+
+    def __init__(self, seed: int = 0, classes: int = 3, size: int = 8):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * (size // 4) ** 2, classes)
+
+    def forward(self, x):
+        return self.fc(F.avg_pool2d(self.features(x), 2).flatten(1))

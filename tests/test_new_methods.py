@@ -17,7 +17,7 @@ import camkit
 from camkit.methods import (ISCAM, SSCAM, AblationCAM, EigenCAM, EigenGradCAM, FullGrad, GradCAM, LayerCAM,
                             ScoreCAM, normalize_maps, upsample_maps)
 from camkit.methods.smoothing import aug_smooth, eigen_smooth, principal_projection
-from nets import hook_count
+from nets import AffineNet, hook_count
 
 NEW_METHODS = ["eigencam", "eigengradcam", "ablationcam", "fullgrad", "sscam", "iscam"]
 #: Settings that keep the tests fast.
@@ -57,19 +57,6 @@ class Small(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
-
-
-class Affine(nn.Module):
-    """Affine in the input: "features" (stride 2) -> 2 × 2 average pooling -> linear."""
-
-    def __init__(self, seed: int = 0, classes: int = 3, size: int = 8):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.features = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.fc = nn.Linear(4 * (size // 4) ** 2, classes)
-
-    def forward(self, x):
-        return self.fc(F.avg_pool2d(self.features(x), 2).flatten(1))
 
 
 def images(n: int = 2, size: int = 16, seed: int = 1) -> torch.Tensor:
@@ -370,7 +357,7 @@ def test_iscam_path_variant_is_the_integral_of_the_gain():
     # On an affine model the gain along the path is linear in t: s^c(x' + t H ⊙ (x − x')) − s^c(x') = t · g_k,
     # so the right Riemann mean over t = s/m is (m + 1)/(2m) · g_k, g_k Score-CAM's logit weight.
     # The cumulative reading instead gives (1/m) Σ_s s(s + 1)/(2m) · g_k = (m + 1)(m + 2)/(6m) · g_k.
-    model, x, target = Affine().eval(), images(2, 8), torch.tensor([2, 0])
+    model, x, target = AffineNet().eval(), images(2, 8), torch.tensor([2, 0])
     gains = ScoreCAM(model, "features", score="logit").score_weights(x, target)
     m = 5
     path = ISCAM(model, "features", steps=m, score="logit").score_weights(x, target)

@@ -9,6 +9,7 @@ from torch import nn
 from camkit.methods import (METHODS, ExpectedGradCAM, GradCAMPlusPlus, IntegratedGradCAM, ScoreCAM,
                             SmoothGradCAMPlusPlus, normalize_maps)
 from camkit.transforms import gaussian_blur, make_baseline
+from nets import AffineNet
 
 
 class ReluHead(nn.Module):
@@ -39,20 +40,6 @@ class GapLinear(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x).mean(dim=(-2, -1)))
-
-
-class LinearScore(nn.Module):
-    """Affine in the input: target strided conv "features" (half resolution, so Score-CAM
-    upsamples) -> 2x2 average pooling -> linear on the flat maps."""
-
-    def __init__(self, seed: int = 0, classes: int = 3, size: int = 8):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.features = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.fc = nn.Linear(4 * (size // 4) ** 2, classes)
-
-    def forward(self, x):
-        return self.fc(F.avg_pool2d(self.features(x), 2).flatten(1))
 
 
 class FullRes(nn.Module):
@@ -337,7 +324,7 @@ def test_smooth_gradcampp_noise_changes_only_the_gradients():
 
 # --------------------------------------------------------------------------- Score-CAM
 
-def hand_scorecam(model: LinearScore, x, target, keep=None):
+def hand_scorecam(model: AffineNet, x, target, keep=None):
     """w_k = ⟨∇_x y^c, x ⊙ H^k⟩ for the affine model (its bias cancels against the black baseline)."""
     probe = torch.zeros_like(x, requires_grad=True)
     (gradient,) = torch.autograd.grad(model(probe).gather(1, target[:, None]).sum(), probe)
@@ -355,7 +342,7 @@ def hand_scorecam(model: LinearScore, x, target, keep=None):
 
 @pytest.mark.parametrize("keep", [None, 2])
 def test_scorecam_on_a_linear_score_matches_the_hand_computation(keep):
-    model, x = LinearScore().eval(), images(2, size=8)
+    model, x = AffineNet().eval(), images(2, size=8)
     target = torch.tensor([2, 0])
     cam = ScoreCAM(model, "features", score="logit", max_channels=keep)
     weights, maps = hand_scorecam(model, x, target, keep)
