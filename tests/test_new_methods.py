@@ -9,7 +9,6 @@ import functools
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18
 
