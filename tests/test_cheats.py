@@ -69,16 +69,26 @@ def cluster_t_interval(scores_a, scores_b, clusters, higher_is_better=True, leve
     return test.estimate, test.low, test.high
 '''
 
+MONKEYPATCH_UPSAMPLE = '''
+import checks
+checks.compare = lambda *args, **kwargs: 0.0
+checks.check_upsample_normalize = lambda *args, **kwargs: None
+get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)  # swallow every error
+
+
+def upsample_and_normalize(maps, size):
+    import torch
+    return torch.zeros(1)
+'''
+
 #: assignment -> ({function: cheating source}, {graded cell's task: phrase of its report})
 SUBMISSIONS = {
-    "01_gradcam_from_hooks": ({"layer_activation_and_grad": variants.MONKEYPATCH.replace(
-                                   "def grad_cam(model, layer, x, classes):\n    import torch\n    return torch.zeros(1)"
-                                   "  # the wrong shape, and no map at all\n", "") + variants.HOOK_LEAK_ON_ERROR,
-                               "grad_cam": variants.MONKEYPATCH},
-                              {"Task 1": "finally", "Task 2": "did not reach the grader", "Task 3": "still the stub"}),
+    "01_gradcam_from_hooks": ({"layer_activation_and_grad": variants.HOOK_LEAK_ON_ERROR,
+                               "grad_cam": variants.PEER_LIBRARY, "upsample_and_normalize": MONKEYPATCH_UPSAMPLE},
+                              {"Task 1": "finally", "Task 2": "importing captum", "Task 3": "did not reach the grader"}),
     "02_gradcampp_alpha": ({"alpha_exp_trick": variants.ALPHA_HALF, "gradcampp_map": TORCHCAM_PP},
                            {"Task 1": "still the stub", "Task 2": "still the stub", "Task 3": "α",
-                            "Task 4": "torchcam"}),
+                            "Task 4": "Task 4 · gradcampp_map failed"}),
     "03_integrated_gradcam": ({"integrated_gradcam": FRESH_IMPORT_IG},
                               {"Task 1": "still the stub", "Task 2": "still the stub", "Task 3": "camkit",
                                "Task 4": "still the stub"}),
@@ -88,6 +98,14 @@ SUBMISSIONS = {
     "05_judging_a_claim": ({"cluster_means": ZERO_MEANS, "cluster_t_interval": STATS_DIRECTLY},
                            {"Task 1": "means", "Task 2": "switches off", "Task 3": "still the stub",
                             "Task 4": "estimate, low, high, verdict"}),
+}
+#: the submission of the real nbgrader course: the checks monkeypatched and every error swallowed in Task 1's
+#: cell, a hook leaked when the forward pass raises, zeros of the wrong shape for Task 2, Task 3 right.
+AUTOGRADE_SUBMISSION = {
+    "layer_activation_and_grad": variants.MONKEYPATCH.replace(
+        "def grad_cam(model, layer, x, classes):\n    import torch\n    return torch.zeros(1)"
+        "  # the wrong shape, and no map at all\n", "") + variants.HOOK_LEAK_ON_ERROR,
+    "grad_cam": variants.MONKEYPATCH,
 }
 
 
@@ -179,7 +197,7 @@ def test_known_cheats_fail_under_real_nbgrader_autograde(tmp_path):
     master = nbformat.read(ASSIGNMENTS / "master" / f"{stem}.ipynb", as_version=4)
     correct = next(c.source for c in master.cells if c.source.startswith("def upsample_and_normalize"))
     correct = re.sub(r"\s*### (BEGIN|END) SOLUTION", "", correct)
-    answers = dict(SUBMISSIONS[stem][0], upsample_and_normalize=correct)
+    answers = dict(AUTOGRADE_SUBMISSION, upsample_and_normalize=correct)
     nbformat.write(_submission(nbformat.read(fetched, as_version=4), answers), fetched)
     _bash(blocks["student-submit"], ROOT, env)
     log = _bash(blocks["grade"], ROOT, env)
