@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ReluHeadNet", "scale_head", "gradcam_variants", "gradcampp_variants", "integrated_variants",
-           "riemann_variants", "relative_distance", "mistakes_figure"]
+           "riemann_variants", "map_distance", "mistakes_figure"]
 
 
 class ReluHeadNet(nn.Module):
@@ -147,28 +147,33 @@ def riemann_variants(gradient, x: Tensor, baseline: Tensor, steps: int) -> dict[
             "(x − x′) forgotten": gradient(points).mean(0)}
 
 
-def relative_distance(maps: Mapping[str, Tensor], reference: str = "right") -> dict[str, float]:
-    """‖M − M_right‖₂ / ‖M_right‖₂ of every map, on min-max normalised maps (what a reader sees)."""
+def map_distance(maps: Mapping[str, Tensor], reference: str = "right") -> dict[str, float]:
+    """Root-mean-square difference of every map from ``maps[reference]`` after min-max normalising both to
+    [0, 1] (what a reader sees): 0 for the same picture, up to 1; a constant map normalises to 0."""
     def unit(m: Tensor) -> Tensor:
         m = m.double().flatten()
         return (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
 
     right = unit(maps[reference])
-    return {name: float((unit(m) - right).norm() / right.norm().clamp_min(1e-12)) for name, m in maps.items()}
+    return {name: float((unit(m) - right).pow(2).mean().sqrt()) for name, m in maps.items()}
 
 
 def mistakes_figure(x: Tensor, maps: Mapping[str, Tensor], *, row_labels: Optional[Sequence[str]] = None,
                     title: str = "", cell_size: float = 2.0, raw: bool = False):
     """The right map and its mistakes side by side (rows: images), each upsampled to the image and min-max
-    normalised, with each mistake's distance to the right map in its column title."""
+    normalised; a mistake's column title gives its largest distance to the right map over the rows."""
+    import textwrap
+
     from ..methods.base import normalize_maps, upsample_maps
     from .viz import show_grid
 
-    distance = relative_distance({k: v.reshape(-1, *v.shape[-2:])[0] for k, v in maps.items()})
+    rows = {k: v.reshape(-1, *v.shape[-2:]) for k, v in maps.items()}
+    distance = {name: max(map_distance({k: v[i] for k, v in rows.items()})[name] for i in range(len(x)))
+                for name in rows}
     shown = {}
-    for name, m in maps.items():
-        m = m.reshape(-1, 1, *m.shape[-2:]).float().cpu()
-        up = normalize_maps(upsample_maps(m, x.shape[-2:]))[:, 0]
-        label = name if name == "right" else f"{name}\n(distance {distance[name]:.2f})"
+    for name, m in rows.items():
+        up = normalize_maps(upsample_maps(m[:, None].float().cpu(), x.shape[-2:]))[:, 0]
+        wrapped = "\n".join(textwrap.wrap(name, 18))
+        label = wrapped if name == "right" else f"{wrapped}\n(distance ≤ {distance[name]:.2f})"
         shown[label] = up
     return show_grid(x.cpu(), shown, row_labels=row_labels, title=title, cell_size=cell_size, raw=raw)
