@@ -42,7 +42,7 @@ RESULTS = ROOT / "results"
 FIGURES = ROOT / "figures"
 
 # The landing page's key figure: the first that exists (cpu run first, then the default one).
-KEY_FIGURES = ["10_gallery_efficientnet_lite0_cpu.png", "10_gallery_efficientnet_lite0.png", "00_all_methods.png"]
+KEY_FIGURES = ["10_gallery_bn2_cpu.png", "10_gallery_bn2_default.png", "00_all_methods.png"]
 KEY_FIGURE_CAPTION = ("Every camkit method on the same photos (pretrained EfficientNet-Lite0, top-1 class); "
                       "chapter {chapter} draws it and compares the maps.")
 

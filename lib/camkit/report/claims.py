@@ -302,7 +302,7 @@ def table(results_dir: Path, protocol: Optional[Mapping[str, Any]] = None) -> li
         key = (row["claim"], row["a"], row["b"], row["setup"])
         rec = index.get(key)
         device = rec["device_type"] if rec else (next(iter(devices)) if len(devices) == 1 else None)
-        reason = _not_testable(row, {**protocol["setups"][row["setup"]], "device_type": device})
+        reason = _not_testable(row, {**protocol["setups"][row["setup"]], "device_type": device, "a": row["a"]})
         if reason:
             row["not_testable"] = reason
         if rec is None:
