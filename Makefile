@@ -53,7 +53,8 @@ test: install data
 	CAMKIT_FIGURES_DIR=$(CURDIR)/build/test/figures CAMKIT_RESULTS_DIR=$(CURDIR)/build/test/results \
 	$(PY) -m pytest -p no:cacheprovider --durations=25 tests \
 		--nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-		$(wildcard notebooks/[0-9]*.ipynb) $(wildcard notebooks/assignments/master/*.ipynb)
+		$(wildcard notebooks/[0-9]*.ipynb) $(wildcard notebooks/solutions/*.ipynb) \
+		$(wildcard notebooks/assignments/master/*.ipynb)
 
 assignments: install
 	$(PY) tools/make_assignments.py

@@ -162,6 +162,7 @@ def test_duplicates_ceilings_identities_and_untestable_rows_are_not_counted(synt
     assert rows["gradcam_equals_cam@shapes_resnet @ layer2"]["verdict"] == "not testable here"
     extra = rows["made_up:x-vs-y@" + MECHANISM]
     assert extra["kind"] == "descriptive" and "not registered" in extra["note"] and not extra["counted"]
+    assert extra["chapter"] == Path(extra["file"]).stem, extra     # chapters filter the table by it
     missing = rows[rid("igcam_bbox", "integrated-gradcam", "gradcam", MECHANISM)]
     assert missing["missing"] and missing["verdict"] == "inconclusive" and not missing["counted"]
 

@@ -25,9 +25,10 @@ PROFILES_FILE = NOTEBOOKS / "profiles.yaml"
 
 
 def notebook_list() -> list[Path]:
-    """Report chapters in order: notebooks/NN_*.ipynb, then the assignment masters."""
+    """Report chapters in order: notebooks/NN_*.ipynb, the worked answers, then the assignment masters."""
     chapters = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    return chapters + sorted((NOTEBOOKS / "assignments" / "master").glob("*.ipynb"))
+    return (chapters + sorted((NOTEBOOKS / "solutions").glob("[0-9][0-9]_solutions.ipynb"))
+            + sorted((NOTEBOOKS / "assignments" / "master").glob("*.ipynb")))
 
 
 def load_profile(name: str) -> dict:

@@ -316,6 +316,7 @@ def table(results_dir: Path, protocol: Optional[Mapping[str, Any]] = None) -> li
         metric = protocol["metrics"].get(rec["metric"])
         row = {"id": f"{rec['claim']}:{rec.get('a') or ''}-vs-{rec.get('b') or ''}@{rec['setup']}",
                "claim": rec["claim"], "text": rec["claim"], "source": "", "setup": rec["setup"],
+               "chapter": Path(rec["file"]).stem if rec.get("file") else None,
                "metric": rec["metric"], "subset": rec.get("subset", "all"), "a": rec.get("a"), "b": rec.get("b"),
                "head": protocol["setups"].get(rec["setup"], {}).get("head"), "unit": rec.get("unit", ""),
                "test": "identity" if "error" in rec else "superiority", "kind": "descriptive",
