@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["Setup", "setups", "Images", "correct_photos", "photos_for", "composites_for", "shapes_for", "references_for",
-           "MapCache", "to_unit_maps", "method_key", "median_split"]
+           "MapCache", "to_unit_maps", "method_key", "median_split", "seed_runs", "images_for", "references",
+           "first_per_object", "concat", "joined", "key_settings", "as_map", "SHAPES_REFERENCE_SEED"]
 
 
 # --------------------------------------------------------------------------- setups
@@ -52,6 +53,15 @@ class Setup:
     @property
     def is_shapes(self) -> bool:
         return self.model.startswith("shapes_")
+
+    @property
+    def kind(self) -> str:
+        """The kind of images the setup explains: "shapes" or "photos"."""
+        return "shapes" if self.is_shapes else "photos"
+
+    def defines(self, method: str) -> bool:
+        """Whether ``method`` is defined at this setup: CAM needs a GAP-linear head, every other method runs."""
+        return not (method == "cam" and self.mechanism)
 
     def with_seed(self, seed: int) -> "Setup":
         """The same setup with a shapes model of training seed ``seed``."""
@@ -213,6 +223,91 @@ def references_for(zoo_model, exclude: Images, n: int, seed: int = 0) -> Tensor:
     return zoo_model.prepare([item.image for item in chosen]).cpu()
 
 
+#: Shapes images neither trained on (seeds 0-4) nor explained (the test seed): Expected Grad-CAM's
+#: references on the shapes setups.
+SHAPES_REFERENCE_SEED = 10001
+
+
+def references(setup: Setup, zoo_model, exclude: Images, n: int, seed: int = 0) -> Tensor:
+    """Expected Grad-CAM's reference images (R, 3, S, S) for ``setup``: held-out data of its own kind
+    (shapes images of :data:`SHAPES_REFERENCE_SEED`, or corpus photos of other objects than ``exclude``)."""
+    if setup.is_shapes:
+        from ..data import shapes
+
+        return shapes.shapes(_check_count(n), SHAPES_REFERENCE_SEED, variant="mixed").images
+    return references_for(zoo_model, exclude=exclude, n=n, seed=seed)
+
+
+# --------------------------------------------------------------------------- runs: one per trained seed
+
+_MODELS: dict = {}
+_COMPOSITES: dict = {}
+
+
+def load_shared(setup: Setup, device: Optional[torch.device] = None):
+    """The zoo model of ``setup``, loaded once per (model, training seed, device) and shared by its layers."""
+    key = (setup.model, setup.seed, str(device))
+    if key not in _MODELS:
+        _MODELS[key] = setup.load(device)
+    return _MODELS[key]
+
+
+def seed_runs(setup: Setup, shape_seeds: Sequence[int], device: Optional[torch.device] = None) -> list[tuple]:
+    """``[(setup of one training seed, its zoo model)]``: one per seed of ``shape_seeds`` for a shapes
+    setup (the seed is the unit there), one for a real-photo setup. Models are shared (:func:`load_shared`)."""
+    seeds = list(shape_seeds) if setup.is_shapes else [0]
+    if not seeds:
+        raise ValueError(f"{setup.name}: shape_seeds is empty; give at least one training seed")
+    return [(s, load_shared(s, device)) for s in (setup.with_seed(seed) for seed in seeds)]
+
+
+def first_per_object(images: Images, n: int) -> Images:
+    """The first ``n`` images (in draw order) of each unit; all of them when ``n`` is 0."""
+    if not n:
+        return images
+    seen: dict = {}
+    rows = []
+    for i, unit in enumerate(images.unit):
+        seen[unit] = seen.get(unit, 0) + 1
+        if seen[unit] <= n:
+            rows.append(i)
+    kept = images.subset(rows)
+    kept.rule += f"; the first {n} per object ({len(rows)} of {len(images)})"
+    return kept
+
+
+def images_for(setup: Setup, zoo_model, *, n_shapes: int, n_photos: int = 0, n_generated: int = 0,
+               per_object: int = 0, seed: int = 0) -> Images:
+    """The images a run explains: ``n_shapes`` held-out shapes images of the run's training seed for a
+    shapes setup; else ``n_photos`` corpus objects (:func:`photos_for`) when given, or the correctly
+    classified of ``n_generated`` cut-out composites (:func:`composites_for`, computed once per model
+    and shared by its layers), the first ``per_object`` of each object (0: all)."""
+    if setup.is_shapes:
+        return shapes_for(zoo_model, setup.seed, n_shapes, "mixed")
+    if n_photos:
+        return photos_for(zoo_model, n_photos, seed)
+    if not n_generated:
+        raise ValueError(f"{setup.name}: give n_photos or n_generated (both are 0)")
+    key = (setup.model, n_generated, seed, str(next(zoo_model.model.parameters()).device))
+    if key not in _COMPOSITES:
+        _COMPOSITES[key] = composites_for(zoo_model, n_generated, seed)
+    return first_per_object(_COMPOSITES[key], per_object)
+
+
+def concat(parts: Sequence):
+    """Join per-run tensors (``torch.cat``), lists, or dicts of them (key by key)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    if isinstance(parts[0], dict):
+        return {k: concat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(list(parts)) if torch.is_tensor(parts[0]) else sum(parts, [])
+
+
+def joined(runs: Sequence[tuple], fn):
+    """``fn(setup of one seed, images)`` for every run ``(setup, model, images, ...)``, concatenated."""
+    return concat([fn(run[0], run[2]) for run in runs])
+
+
 # --------------------------------------------------------------------------- methods and subsets
 
 #: Settings that a "name/variant" key adds (the protocol names a reading of a method that way).
@@ -229,6 +324,20 @@ def method_key(key: str, **settings) -> tuple[str, dict[str, Any]]:
     if variant and variant not in VARIANT_SETTINGS:
         raise ValueError(f"unknown reading {variant!r} in {key!r}; readings are {list(VARIANT_SETTINGS)}")
     return name, {**settings, **VARIANT_SETTINGS.get(variant, {})}
+
+
+def key_settings(key: str, ig_steps: int) -> tuple[str, dict[str, Any]]:
+    """(method, settings) of a chapter's method key: Integrated Grad-CAM (either reading) with
+    ``ig_steps`` path points, every other method with its defaults."""
+    return method_key(key, steps=ig_steps) if key.startswith("integrated-gradcam") else method_key(key)
+
+
+def as_map(values: Tensor) -> Tensor:
+    """(N, H, W) maps in [0, 1]: the guided methods' input-space (N, 3, H, W) gradients become the
+    largest |g| over the colour channels, min-max scaled; (N, H, W) maps are returned as they are."""
+    from ..methods import normalize_maps
+
+    return normalize_maps(values.abs().amax(1, keepdim=True))[:, 0] if values.ndim == 4 else values
 
 
 def median_split(values: Sequence[float], units: Sequence[str]) -> list[bool]:

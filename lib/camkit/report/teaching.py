@@ -16,8 +16,14 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ReluHeadNet", "scale_head", "gradcam_variants", "gradcampp_variants", "integrated_variants",
+__all__ = ["toy_network", "ReluHeadNet", "scale_head", "gradcam_variants", "gradcampp_variants", "integrated_variants",
            "riemann_variants", "map_distance", "mistakes_figure"]
+
+
+def toy_network(x: Tensor) -> Tensor:
+    """The sensitivity axiom's toy network f(x) = 1 − ReLU(1 − x) = min(x, 1), elementwise: its
+    output changes between x' = 0 and x = 2 while its gradient at x = 2 is 0."""
+    return 1 - torch.relu(1 - x)
 
 
 class ReluHeadNet(nn.Module):

@@ -23,10 +23,14 @@ _PALETTE = "tab20"
 
 
 def method_label(name: str) -> str:
-    """The prose name of a method (``"gradcam++"`` → ``"Grad-CAM++"``); other strings are returned as they are."""
+    """The prose name of a method (``"gradcam++"`` → ``"Grad-CAM++"``; a reading ``"name/authors-code"``
+    → ``"Integrated Grad-CAM (authors code)"``); other strings are returned as they are."""
     from ..methods import METHODS
 
-    return METHODS[name].label if name in METHODS else name
+    method, _, reading = name.partition("/")
+    if method not in METHODS:
+        return name
+    return METHODS[method].label + (f" ({reading.replace('-', ' ')})" if reading else "")
 
 
 def method_colour(name: str):
