@@ -13,7 +13,7 @@ from .gradient_free import SCORES
 from .layers import LayerSpec
 from .sampled import expanded_rows
 
-#: |y^c| below which Ablation-CAM divides the drops by 1 instead (a positive scale cancels in normalisation).
+#: ``|y^c|`` below which Ablation-CAM divides the drops by 1 instead (a positive scale cancels in normalisation).
 SCORE_EPS = 1e-12
 
 

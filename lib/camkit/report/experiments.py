@@ -315,7 +315,7 @@ VARIANT_SETTINGS = {"authors-code": {"variant": "authors-code"}}
 
 
 def method_key(key: str, **settings) -> tuple[str, dict[str, Any]]:
-    """``"integrated-gradcam/authors-code"`` → ("integrated-gradcam", {"variant": "authors-code", **settings})."""
+    """``"integrated-gradcam/authors-code"`` → ``("integrated-gradcam", {"variant": "authors-code", **settings})``."""
     from ..methods import METHODS
 
     name, _, variant = key.partition("/")
@@ -334,7 +334,7 @@ def key_settings(key: str, ig_steps: int) -> tuple[str, dict[str, Any]]:
 
 def as_map(values: Tensor) -> Tensor:
     """(N, H, W) maps in [0, 1]: the guided methods' input-space (N, 3, H, W) gradients become the
-    largest |g| over the colour channels, min-max scaled; (N, H, W) maps are returned as they are."""
+    largest ``|g|`` over the colour channels, min-max scaled; (N, H, W) maps are returned as they are."""
     from ..methods import normalize_maps
 
     return normalize_maps(values.abs().amax(1, keepdim=True))[:, 0] if values.ndim == 4 else values

@@ -113,7 +113,7 @@ def t_pvalue(estimate: float, se: float, df: int) -> float:
 
 
 def tost(estimate: float, se: float, df: int, margin: float) -> float:
-    """TOST p-value of H0: |θ| ≥ δ: max(P(T_df > (θ̂ + δ)/SE), P(T_df < (θ̂ − δ)/SE)).
+    """TOST p-value of H0: ``|θ| ≥ δ``: ``max(P(T_df > (θ̂ + δ)/SE), P(T_df < (θ̂ − δ)/SE))``.
 
     Equivalence at level α/2 per side (:data:`ALPHA`) ⇔ p < α/2 ⇔ the 95 % t interval lies inside (−δ, δ).
     """

@@ -140,7 +140,7 @@ def integrated_variants(activations: Tensor, grads: Tensor, steps: int) -> dict[
 def riemann_variants(gradient, x: Tensor, baseline: Tensor, steps: int) -> dict[str, Tensor]:
     """Integrated gradients of an element-wise function with the right, left and midpoint Riemann sums, the
     plain gradient × input, and the right sum without the factor (x − x′); ``gradient(points)`` returns f′
-    at every entry of a (points, *x.shape) tensor."""
+    at every entry of a ``(points, *x.shape)`` tensor."""
     def along(t: Tensor) -> Tensor:
         points = baseline + t.reshape(-1, *([1] * x.ndim)) * (x - baseline)
         return (x - baseline) * gradient(points).mean(0)
