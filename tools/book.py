@@ -90,7 +90,8 @@ def reproduction_claims(results: Path = RESULTS, profiles: tuple[str, ...] = ("c
         for r in data["table"]:
             rows.append({"claim": plain(r.get("claim")), "source": plain(r.get("source")),
                          "metric": plain(r.get("metric")), "measured": plain(r.get("measured (95 % interval)")),
-                         "n": r.get("N", ""), "model": plain(r.get("model")), "verdict": plain(r.get("verdict"))})
+                         "n": r.get("N", ""), "model": plain(r.get("model")), "verdict": plain(r.get("verdict")),
+                         "kind": plain(r.get("kind")), "counted": r.get("counted", True)})
     else:
         for r in data.get("claims", []):
             ci = r.get("ci95")
@@ -99,8 +100,14 @@ def reproduction_claims(results: Path = RESULTS, profiles: tuple[str, ...] = ("c
             rows.append({"claim": r["claim"], "source": r.get("source", ""), "metric": r.get("metric", ""),
                          "measured": measured, "n": r.get("n", ""), "model": r.get("model", ""),
                          "verdict": r["verdict"]})
+    import yaml
+
+    registered = {c.get("chapter") for c in yaml.safe_load((NOTEBOOKS / "protocol.yaml").read_text())["claims"]}
+    chapters = {f.stem: "comparisons" in json.loads(f.read_text()) for f in sorted(path.parent.glob("[0-9][0-9]_*.json"))
+                if f.stem != path.stem and f.stem in registered}
     return {"path": path, "profile": data.get("profile", path.parent.name), "written": data.get("written", ""),
-            "rows": rows}
+            "rows": rows, "judged": [c for c, ok in chapters.items() if ok],
+            "not_judged": [c for c, ok in chapters.items() if not ok]}
 
 
 def _cell(text) -> str:
@@ -116,19 +123,21 @@ def verdict_tables(claims: dict) -> tuple[str, str]:
 
     counts: dict[str, Counter] = {}
     for row in claims["rows"]:
+        if not row.get("counted", True):   # identities, ceilings, duplicates, descriptive rows: shown, not counted
+            continue
         counts.setdefault(row["source"] or "(none)", Counter())[row["verdict"]] += 1
     verdicts = [v for v in VERDICT_ORDER if any(c[v] for c in counts.values())]
     verdicts += sorted({v for c in counts.values() for v in c} - set(verdicts))
-    lines = ["| source | " + " | ".join(verdicts) + " | claims |", "|---|" + "---:|" * (len(verdicts) + 1)]
+    lines = ["| source | " + " | ".join(verdicts) + " | rows |", "|---|" + "---:|" * (len(verdicts) + 1)]
     for source, c in counts.items():
         cells = [cite(source, "cite:t"), *(str(c[v]) for v in verdicts), str(sum(c.values()))]
         lines.append("| " + " | ".join(cells) + " |")
-    total = Counter(v for row in claims["rows"] for v in [row["verdict"]])
+    total = Counter(row["verdict"] for row in claims["rows"] if row.get("counted", True))
     lines.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in verdicts) + f" | **{sum(total.values())}** |")
     full = ["| claim | source | model | measured (95 % interval) | N | verdict |", "|---|---|---|---|---:|---|"]
     for r in claims["rows"]:
         cells = [_cell(r["claim"]), cite(r["source"]), _cell(r["model"]), _cell(r["measured"]), str(r["n"]),
-                 f"**{_cell(r['verdict'])}**"]
+                 f"**{_cell(r['verdict'])}**" + (f" ({_cell(r['kind'])})" if r.get("kind") else "")]
         full.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), "\n".join(full)
 
@@ -257,15 +266,24 @@ def landing_page(docs: list[str], profile: str, claims: dict | None) -> str:
         rel = claims["path"].relative_to(ROOT) if claims["path"].is_relative_to(ROOT) else claims["path"]
         protocol = (", under the [analysis protocol](protocol.md)"
                     if "protocol" in [p.stem for p in reader_pages()] else "")
-        intro = (f"Verdicts of the {len(claims['rows'])} claims tested, per source, read from `{rel}` (the "
+        counted = sum(bool(r.get("counted", True)) for r in claims["rows"])
+        intro = (f"Verdicts of the {counted} informative rows (mechanism and control tests; identities, ceilings, "
+                 f"duplicates and descriptive rows are in the full table but not counted) of the "
+                 f"{len(claims['rows'])} rows with data, per source, read from `{rel}` (the "
                  f"**{claims['profile']}** profile, written {claims['written']}). "
                  f"[Chapter 29](29_reproduction.ipynb) explains every row and how its verdict is reached{protocol}.")
+        if claims.get("not_judged"):
+            names = ", ".join(c.split("_")[0] for c in claims["judged"]) or "none"
+            later = ", ".join(c.split("_")[0] for c in claims["not_judged"])
+            intro += (f" Its rows come from the chapters whose {claims['profile']} results were produced under the "
+                      f"protocol ({names}); the {claims['profile']} results of chapters {later} predate it and are "
+                      "not judged until they are rerun.")
         if claims["profile"] == "default":
             intro += (" This is the **test-size** run (two independent units per setup, so nearly every row is "
                       "inconclusive by design): it shows that the analysis runs end to end, not what held. "
                       "The verdicts rest on `make report PROFILE=cpu` (hundreds of objects, five seeds).")
         out += ["## What held", "", intro, "",
-                summary, "", f"::::{{dropdown}} All {len(claims['rows'])} claims, one row each", "",
+                summary, "", f"::::{{dropdown}} All {len(claims['rows'])} rows with data, one per line", "",
                 ":::{table}", ":class: camkit-claims", ":widths: 36 9 20 19 6 10", "", full, ":::", "::::", ""]
     figure = key_figure()
     if figure is not None:
