@@ -100,9 +100,9 @@ def reproduction_claims(results: Path = RESULTS, profiles: tuple[str, ...] = ("c
             rows.append({"claim": r["claim"], "source": r.get("source", ""), "metric": r.get("metric", ""),
                          "measured": measured, "n": r.get("n", ""), "model": r.get("model", ""),
                          "verdict": r["verdict"]})
-    import yaml
+    from camkit.report import claims as protocol_claims
 
-    registered = {c.get("chapter") for c in yaml.safe_load((NOTEBOOKS / "protocol.yaml").read_text())["claims"]}
+    registered = {c.get("chapter") for c in protocol_claims.load_protocol(NOTEBOOKS / "protocol.yaml")["claims"]}
     chapters = {f.stem: "comparisons" in json.loads(f.read_text()) for f in sorted(path.parent.glob("[0-9][0-9]_*.json"))
                 if f.stem != path.stem and f.stem in registered}
     return {"path": path, "profile": data.get("profile", path.parent.name), "written": data.get("written", ""),

@@ -26,6 +26,8 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..data.shapes import TEST_SEED
+
 __all__ = ["Setup", "setups", "Images", "correct_photos", "photos_for", "composites_for", "shapes_for", "references_for",
            "MapCache", "to_unit_maps", "method_key", "median_split", "seed_runs", "images_for", "references",
            "first_per_object", "concat", "joined", "key_settings", "as_map", "SHAPES_REFERENCE_SEED"]
@@ -225,7 +227,7 @@ def references_for(zoo_model, exclude: Images, n: int, seed: int = 0) -> Tensor:
 
 #: Shapes images neither trained on (seeds 0-4) nor explained (the test seed): Expected Grad-CAM's
 #: references on the shapes setups.
-SHAPES_REFERENCE_SEED = 10001
+SHAPES_REFERENCE_SEED = TEST_SEED + 1
 
 
 def references(setup: Setup, zoo_model, exclude: Images, n: int, seed: int = 0) -> Tensor:
