@@ -294,6 +294,32 @@ def test_infidelity_is_seeded_batch_size_free_and_scale_invariant(cnn, batch):
     assert not torch.allclose(run(maps, normalize=False), run(0.25 * maps, normalize=False), rtol=1e-3)
 
 
+def test_infidelity_of_several_maps_shares_the_passes_and_equals_one_call_each(cnn, batch):
+    """A mapping of maps gives, per name, exactly the one-map result (same perturbations), with the
+    model's passes made once: a counting model sees N x samples perturbed rows, not K times that."""
+    x, maps = batch
+    several = {"a": maps, "b": maps.flip(-1), "flat": torch.ones_like(maps)}
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, inp):
+            calls.append(inp.shape[0])
+            return cnn(inp)
+
+    counting = Counting().eval()
+    for kind in ("gaussian", "square"):
+        calls.clear()
+        joint = M.infidelity(counting, x, several, perturbation=kind, samples=4, progress=False)
+        assert sum(calls) == x.shape[0] * (1 + 4), calls   # the clean pass + N x samples perturbed rows
+        assert list(joint) == list(several)
+        for name, e in several.items():
+            assert torch.equal(joint[name], M.infidelity(cnn, x, e, perturbation=kind, samples=4, progress=False)), name
+    with pytest.raises(ValueError, match="empty mapping"):
+        M.infidelity(cnn, x, {}, samples=2, progress=False)
+    with pytest.raises(ValueError, match="shape"):
+        M.infidelity(cnn, x, {"a": maps, "bad": maps[:1]}, samples=2, progress=False)
+
+
 # --------------------------------------------------------------------------- sanity and saturation
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -359,11 +359,11 @@ def _perturbations(rows: Tensor, seeds: Sequence[int], kind: str, sigma: float, 
 
 
 @renamed_keywords(n_perturb="samples", batch_size="internal_batch_size")
-def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = None, *,
+def infidelity(model: nn.Module, x: Tensor, maps: Union[Tensor, Mapping[str, Tensor]], target: TargetSpec = None, *,
                perturbation: Literal["gaussian", "square"] = "gaussian", samples: int = 50,
                sigma: float = 0.1, square_size: Optional[int] = None, normalize: bool = True,
                score: Score = "logit", seed: Optional[int] = 0, generator: Optional[torch.Generator] = None,
-               internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Tensor:
+               internal_batch_size: BatchSizeSpec = 64, progress: bool = True) -> Union[Tensor, dict[str, Tensor]]:
     r"""Infidelity (Yeh et al., NeurIPS 2019, https://arxiv.org/abs/1901.09392), (N,); lower is better.
 
     .. math:: \mathrm{INFD}(\Phi, f, x) = \mathbb{E}_I\Big[\big(\beta\, I^\top \Phi - (f_c(x) - f_c(x - I))\big)^2\Big],
@@ -381,14 +381,27 @@ def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = N
     f_c is the logit by default, as in captum's examples (``score="prob"`` for probabilities).
     ``seed`` (default 0) or ``generator`` fix the draws, as in the methods: each perturbation comes
     from its own row seed, so results repeat across runs and ``internal_batch_size``.
+
+    ``maps`` may be a mapping ``{name: (N, H, W) maps}`` (several methods on the same images): the
+    model's passes f_c(x − I) do not depend on the map, so they are made once and shared, and the
+    result is ``{name: (N,)}``, equal to one call per map with the same ``seed``.
     """
+    if isinstance(maps, Mapping):
+        if not maps:
+            raise ValueError("maps is an empty mapping; give at least one {name: (N, H, W) maps}")
+        names = list(maps)
+        stacked = torch.stack([_check_maps(m, x.shape[0], x.shape[-2:], x.device) for m in maps.values()])
+    else:
+        names, stacked = None, maps
     if perturbation not in ("gaussian", "square"):
         raise ValueError(f"perturbation must be 'gaussian' or 'square', got {perturbation!r}")
     check_positive_int(samples, "samples")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     check_randomness(seed, generator)
-    maps, classes, clean = _prepare(model, x, maps, target, score, internal_batch_size, progress)
+    first, classes, clean = _prepare(model, x, stacked[0] if names else stacked, target, score,
+                                     internal_batch_size, progress)
+    maps = stacked if names else first[None]   # (K, N, H, W)
     side = max(1, min(x.shape[-2:]) // 4) if square_size is None else check_positive_int(square_size, "square_size")
     if side > min(x.shape[-2:]):
         raise ValueError(f"square_size {side} does not fit in images of size {tuple(x.shape[-2:])}")
@@ -397,16 +410,19 @@ def infidelity(model: nn.Module, x: Tensor, maps: Tensor, target: TargetSpec = N
     def dot_and_diff(j: Tensor) -> Tensor:
         i = j // samples
         noise = _perturbations(x[i], [seeds[k] for k in j.tolist()], perturbation, sigma, side)
-        dot = (noise * maps[i, None]).sum(dim=(1, 2, 3))
-        return torch.stack([dot, clean[i] - _target_scores(model(x[i] - noise), classes[i], score)], 1)
+        dots = torch.stack([(noise * m[i, None]).sum(dim=(1, 2, 3)) for m in maps], 1)   # (B, K): I^T Phi
+        diff = clean[i] - _target_scores(model(x[i] - noise), classes[i], score)
+        return torch.cat([dots, diff[:, None]], 1)
 
-    dot, diff = _batched(dot_and_diff, x.shape[0] * samples, x.device, internal_batch_size, progress,
-                         "infidelity").double().reshape(x.shape[0], samples, 2).unbind(-1)
+    both = _batched(dot_and_diff, x.shape[0] * samples, x.device, internal_batch_size, progress,
+                    "infidelity").double().reshape(x.shape[0], samples, maps.shape[0] + 1)
+    dot, diff = both[..., :-1], both[..., -1:]                           # (N, samples, K), (N, samples, 1)
     if normalize:
-        energy = dot.pow(2).sum(1)
-        beta = (dot * diff).sum(1) / torch.where(energy > 0, energy, torch.ones_like(energy))
-        dot = dot * beta[:, None]
-    return (dot - diff).pow(2).mean(1).float()
+        energy = dot.pow(2).sum(1, keepdim=True)
+        beta = (dot * diff).sum(1, keepdim=True) / torch.where(energy > 0, energy, torch.ones_like(energy))
+        dot = dot * beta
+    scores = (dot - diff).pow(2).mean(1).float()                          # (N, K)
+    return dict(zip(names, scores.T)) if names else scores[:, 0]
 
 
 # --------------------------------------------------------------------------- localization
