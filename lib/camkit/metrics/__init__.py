@@ -386,22 +386,19 @@ def infidelity(model: nn.Module, x: Tensor, maps: Union[Tensor, Mapping[str, Ten
     model's passes f_c(x − I) do not depend on the map, so they are made once and shared, and the
     result is ``{name: (N,)}``, equal to one call per map with the same ``seed``.
     """
-    if isinstance(maps, Mapping):
-        if not maps:
-            raise ValueError("maps is an empty mapping; give at least one {name: (N, H, W) maps}")
-        names = list(maps)
-        stacked = torch.stack([_check_maps(m, x.shape[0], x.shape[-2:], x.device) for m in maps.values()])
-    else:
-        names, stacked = None, maps
+    single = not isinstance(maps, Mapping)
+    named = {None: maps} if single else dict(maps)
+    if not named:
+        raise ValueError("maps is an empty mapping; give at least one {name: (N, H, W) maps}")
     if perturbation not in ("gaussian", "square"):
         raise ValueError(f"perturbation must be 'gaussian' or 'square', got {perturbation!r}")
     check_positive_int(samples, "samples")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     check_randomness(seed, generator)
-    first, classes, clean = _prepare(model, x, stacked[0] if names else stacked, target, score,
-                                     internal_batch_size, progress)
-    maps = stacked if names else first[None]   # (K, N, H, W)
+    first, *others = named.values()
+    first, classes, clean = _prepare(model, x, first, target, score, internal_batch_size, progress)
+    maps = torch.stack([first, *(_check_maps(m, x.shape[0], x.shape[-2:], x.device) for m in others)])  # (K, N, H, W)
     side = max(1, min(x.shape[-2:]) // 4) if square_size is None else check_positive_int(square_size, "square_size")
     if side > min(x.shape[-2:]):
         raise ValueError(f"square_size {side} does not fit in images of size {tuple(x.shape[-2:])}")
@@ -422,7 +419,7 @@ def infidelity(model: nn.Module, x: Tensor, maps: Union[Tensor, Mapping[str, Ten
         beta = (dot * diff).sum(1, keepdim=True) / torch.where(energy > 0, energy, torch.ones_like(energy))
         dot = dot * beta
     scores = (dot - diff).pow(2).mean(1).float()                          # (N, K)
-    return dict(zip(names, scores.T)) if names else scores[:, 0]
+    return scores[:, 0] if single else dict(zip(named, scores.T))
 
 
 # --------------------------------------------------------------------------- localization
