@@ -1,6 +1,7 @@
 """camkit.zoo: offline pretrained models with [0, 1] inputs and a named target layer."""
 from __future__ import annotations
 
+import copy
 import socket
 import time
 
@@ -72,6 +73,18 @@ def test_lite0_logits_equal_the_package_model(lite0):
     with torch.no_grad():
         ours, theirs = lite0.model(x), reference((x - 0.5) / 0.5)
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_lite0_on_cpu_is_channels_last_and_explains_like_a_contiguous_copy(lite0):
+    conv = lite0.model.net.conv_stem.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    contiguous = copy.deepcopy(lite0.model).to(memory_format=torch.contiguous_format)
+    assert contiguous.net.conv_stem.weight.is_contiguous()
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    for layer in ("net.bn2", "net.blocks.6"):
+        fast, plain = camkit.GradCAM(lite0.model, layer)(x), camkit.GradCAM(contiguous, layer)(x)
+        assert fast.shape == plain.shape == (2, 224, 224)
+        assert torch.allclose(fast, plain, atol=1e-4), (layer, (fast - plain).abs().max())
 
 
 def test_cam_applies_at_the_lite0_default_layer(lite0):
