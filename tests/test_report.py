@@ -1,4 +1,6 @@
 """camkit.report: parameter checks fail clearly, results round-trip with provenance."""
+import json
+
 import pytest
 import torch
 
@@ -62,6 +64,21 @@ def test_results_round_trip(tmp_path):
     assert loaded["score"] == [0.5, 0.25] and loaded["profile"] == "default" and "torch" in loaded
     with pytest.raises(FileNotFoundError, match="run that notebook"):
         report.load_results("98_missing", root=tmp_path)
+
+
+def test_results_keep_seven_digits_and_one_record_per_line(tmp_path):
+    values = torch.rand(50, generator=torch.Generator().manual_seed(0))          # float32
+    records = [{"claim": "c", "values_a": values.tolist()}, {"claim": "d", "p": 1.234567891234e-120}]
+    text = report.results_json({"notebook": "99", "comparisons": records, "nested": {"x": [0.1 + 0.2]}})
+    loaded = json.loads(text)
+    stored = torch.tensor(loaded["comparisons"][0]["values_a"], dtype=torch.float64)
+    assert ((stored - values.double()).abs() <= 5e-7 * values.double().abs()).all()   # 7 significant digits
+    assert not torch.equal(stored, values.double())                                  # ... and rounded to them
+    assert loaded["comparisons"][1]["p"] == 1.234568e-120 and loaded["nested"]["x"] == [0.3]
+    lines = text.splitlines()   # {, notebook, comparisons: [, one line per record, ], nested, }
+    assert len(lines) == 8 and lines[3].startswith('  {"claim":"c"') and lines[4] == '  {"claim":"d","p":1.234568e-120}'
+    with pytest.raises(TypeError, match="cannot write"):
+        report.results_json({"x": object()})
 
 
 def test_default_device():

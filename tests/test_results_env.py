@@ -28,8 +28,6 @@ def mixed(folder: Path) -> dict[str, dict[str, list[str]]]:
     return {key: values for key, values in environments(folder).items() if len(values) > 1}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="results/cpu predate the rerun of issue 17; remove when rerun")
 def test_committed_cpu_results_share_one_environment():
     folder = ROOT / "results" / "cpu"
     assert list(folder.glob("*.json")), "no committed results/cpu/*.json"

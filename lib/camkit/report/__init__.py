@@ -160,8 +160,40 @@ def save_results(notebook: str, profile: str, data: Mapping[str, Any], root: Opt
                "written": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                **data}
     path = folder / f"{notebook}.json"
-    path.write_text(json.dumps(payload, indent=1, sort_keys=False, default=_jsonable) + "\n")
+    path.write_text(results_json(payload))
     return path
+
+
+SIGNIFICANT_DIGITS = 7   # about float32's precision (relative error <= 5e-7), which every per-image value has
+
+
+def results_json(payload: Mapping[str, Any]) -> str:
+    """``payload`` as the text of a results file: floats to :data:`SIGNIFICANT_DIGITS` significant digits,
+    one top-level key per line and one record per line for a top-level list of records (``comparisons``),
+    so a file of thousands of per-image values stays small and its diffs readable."""
+    plain = _rounded(json.loads(json.dumps(dict(payload), default=_jsonable)))
+
+    def dumps(value) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    lines = []
+    for key, value in plain.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = "[\n" + ",\n".join(f"  {dumps(v)}" for v in value) + "\n ]"
+        else:
+            body = dumps(value)
+        lines.append(f" {dumps(key)}: {body}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def load_results(notebook: str, profiles: Sequence[str] = ("cpu", "default"),
