@@ -248,13 +248,20 @@ def _fill(row: dict, rec: Mapping[str, Any], protocol: Mapping[str, Any]) -> Non
     metric = protocol["metrics"][row["metric"]]
     d = _differences(rec, metric)
     test = stats.difference_test(d, rec["units"], margin=row["margin"], level=protocol["level"])
+    scale = max(float(np.abs(np.asarray(rec[k], dtype=np.float64)).max(initial=0.0))
+                for k in ("values_a", "values_b", "difference") if k in rec)
     row.update(estimate=test.estimate, ci95=[test.low, test.high], n_units=test.n_units, n_images=test.n_images,
-               p_diff=test.p_diff, p_equiv=test.p_equiv, _d=d, _units=list(rec["units"]))
+               p_diff=test.p_diff, p_equiv=test.p_equiv, _d=d, _units=list(rec["units"]), _scale=scale)
     if "values_a" in rec:
         row["mean_a"] = float(stats.unit_means(rec["values_a"], rec["units"])[0].mean())
         row["mean_b"] = float(stats.unit_means(rec["values_b"], rec["units"])[0].mean())
     if row["kind"] in ("mechanism", "control", "descriptive") and _at_ceiling(rec, metric, rec["units"]):
         row["kind"], row["note"] = "ceiling", "both methods within the margin of the metric's bound"
+
+
+# Results files keep 7 significant digits (camkit.report.results_json): a difference b - a of two stored values
+# is exact to 5e-7 (|a| + |b|), so rows equal by construction agree to 1e-6 of the values' scale.
+_STORED_PRECISION = 1e-6
 
 
 def _mark_duplicates(rows: list[dict], protocol: Mapping[str, Any]) -> None:
@@ -268,8 +275,8 @@ def _mark_duplicates(rows: list[dict], protocol: Mapping[str, Any]) -> None:
         kept: list[dict] = []
         for row in members:
             twin = next((k for k in kept if k["_units"] == row["_units"] and k["_d"].shape == row["_d"].shape
-                         and np.allclose(k["_d"], row["_d"], rtol=1e-5,
-                                         atol=1e-6 * max(1e-12, np.abs(k["_d"]).max()))), None)
+                         and np.allclose(k["_d"], row["_d"], rtol=1e-5, atol=_STORED_PRECISION * max(
+                             1e-12, np.abs(k["_d"]).max(), k["_scale"], row["_scale"]))), None)
             if twin is None:
                 kept.append(row)
                 continue
