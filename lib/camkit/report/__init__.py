@@ -89,7 +89,7 @@ def check_parameters(values: Mapping[str, Any], spec: Optional[Mapping[str, Any]
         raise ValueError(f"profile={profile!r} is unknown; choose from {list(PROFILES)}")
     if profile == "full" and not torch.cuda.is_available():
         raise RuntimeError("profile 'full' is paper scale and needs a CUDA GPU; none is available here. "
-                           "Run PROFILE=cpu (half an hour to over two hours a chapter on 2 CPU cores) or PROFILE=default instead.")
+                           "Run PROFILE=cpu (up to an hour a chapter on 2 CPU cores) or PROFILE=default instead.")
 
 
 def repo_root() -> Path:
