@@ -66,7 +66,7 @@ def test_results_round_trip(tmp_path):
         report.load_results("98_missing", root=tmp_path)
 
 
-def test_results_keep_seven_digits_and_one_record_per_line(tmp_path):
+def test_results_keep_seven_digits_and_one_record_per_line():
     values = torch.rand(50, generator=torch.Generator().manual_seed(0))          # float32
     records = [{"claim": "c", "values_a": values.tolist()}, {"claim": "d", "p": 1.234567891234e-120}]
     text = report.results_json({"notebook": "99", "comparisons": records, "nested": {"x": [0.1 + 0.2]}})

@@ -41,7 +41,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from . import repo_root
+from . import SIGNIFICANT_DIGITS, repo_root
 from . import stats
 
 SCHEMA = "camkit.comparison/1"
@@ -259,9 +259,10 @@ def _fill(row: dict, rec: Mapping[str, Any], protocol: Mapping[str, Any]) -> Non
         row["kind"], row["note"] = "ceiling", "both methods within the margin of the metric's bound"
 
 
-# Results files keep 7 significant digits (camkit.report.results_json): a difference b - a of two stored values
-# is exact to 5e-7 (|a| + |b|), so rows equal by construction agree to 1e-6 of the values' scale.
-_STORED_PRECISION = 1e-6
+# Results files keep SIGNIFICANT_DIGITS digits (camkit.report.results_json): each stored value is within
+# 0.5e(1 - digits) of itself relatively, so a difference b - a of two is exact to twice that of the values' scale
+# (1e-6 for 7 digits), and rows equal by construction agree to it.
+_STORED_PRECISION = 10.0 ** (1 - SIGNIFICANT_DIGITS)
 
 
 def _mark_duplicates(rows: list[dict], protocol: Mapping[str, Any]) -> None:
